@@ -1,0 +1,355 @@
+//! Given/when/then for aggregates: give history, run a command, check what it decided.
+//!
+//!
+//! Every check is `#[track_caller]`: a failure is reported at the test's own line, with the
+//! given history, the command's outcome and, event by event, what was expected against what
+//! came, the differing fields marked. Every event a command produces is also encoded and
+//! decoded again, so a serde or upcast mistake fails the test that produced the event.
+
+use std::fmt::{self, Debug, Write as _};
+
+use crate::aggregate::Aggregate;
+use crate::event::{EventSet, IntoEvents};
+use crate::record::RawEvent;
+
+/// The entry points of the harness, for every aggregate (`BankAccount::given(...)`).
+pub trait Scenario: Aggregate {
+    /// Starts from the default state with `history` applied: one event, a tuple, a `Vec`, …
+    #[track_caller]
+    fn given(history: impl IntoEvents<Self::Event>) -> Given<Self> {
+        Given::new().and(history)
+    }
+
+    /// Starts from the default state with no history.
+    fn given_nothing() -> Given<Self> {
+        Given::new()
+    }
+
+    /// Starts from history as a store hands it back (type name, schema version, JSON), decoded
+    /// through the same upcasters production uses.
+    #[track_caller]
+    fn given_raw(history: impl IntoIterator<Item = RawEvent>) -> Given<Self> {
+        Given::new().and_raw(history)
+    }
+}
+
+impl<A: Aggregate> Scenario for A {}
+
+/// History applied so far; `when` runs a command on it.
+#[must_use = "a scenario checks nothing until `when(...)` and a `then...` run"]
+pub struct Given<A: Aggregate> {
+    history: Vec<A::Event>,
+    state: A,
+}
+
+impl<A: Aggregate> Given<A> {
+    fn new() -> Self {
+        Self { history: Vec::new(), state: A::default() }
+    }
+
+    /// Applies more events.
+    #[track_caller]
+    pub fn and(mut self, more: impl IntoEvents<A::Event>) -> Self {
+        for event in more.into_events() {
+            self.state.apply(&event);
+            self.history.push(event);
+        }
+        self
+    }
+
+    /// Applies more history given as stored records; a record that does not decode fails the
+    /// test here.
+    #[track_caller]
+    pub fn and_raw(mut self, more: impl IntoIterator<Item = RawEvent>) -> Self {
+        for (index, raw) in more.into_iter().enumerate() {
+            match A::Event::decode(&raw.event_type, raw.schema_version, &raw.payload) {
+                Ok(event) => {
+                    self.state.apply(&event);
+                    self.history.push(event);
+                }
+                Err(error) => panic!(
+                    "given/when/then for {}: raw history record {} (type `{}`, schema version {}) does not decode: {error}\npayload: {}",
+                    A::TYPE,
+                    index + 1,
+                    raw.event_type,
+                    raw.schema_version,
+                    raw.payload
+                ),
+            }
+        }
+        self
+    }
+
+    /// The state the history folded into.
+    pub fn state(&self) -> &A {
+        &self.state
+    }
+
+    /// The history as today's events.
+    pub fn history(&self) -> &[A::Event] {
+        &self.history
+    }
+
+    /// Runs a command on the state. The command returns `Result<X, Error>` where `X` is any
+    /// [`IntoEvents`].
+    pub fn when<R, F>(self, command: F) -> When<A>
+    where
+        F: FnOnce(&A) -> Result<R, A::Error>,
+        R: IntoEvents<A::Event>,
+    {
+        let outcome = command(&self.state).map(IntoEvents::into_events);
+        When { history: self.history, state: self.state, outcome }
+    }
+}
+
+/// A command's outcome, to be checked with one of the `then...` methods.
+#[must_use = "a scenario checks nothing until a `then...` runs"]
+pub struct When<A: Aggregate> {
+    history: Vec<A::Event>,
+    state: A,
+    outcome: Result<Vec<A::Event>, A::Error>,
+}
+
+impl<A: Aggregate> When<A> {
+    /// Checks that the command succeeded with exactly these events, in this order.
+    #[track_caller]
+    pub fn then(self, expected: impl IntoEvents<A::Event>) -> Then<A> {
+        let expected = expected.into_events();
+        match &self.outcome {
+            Ok(actual) if *actual == expected => self.into_then(),
+            Ok(actual) => self.fail("the command produced other events than expected", |out| {
+                write_expected(out, &expected);
+                write_event_diff(out, &expected, actual);
+            }),
+            Err(_) => self.fail("the command was refused, but events were expected", |out| {
+                write_expected(out, &expected);
+            }),
+        }
+    }
+
+    /// Checks that the command succeeded without producing any event.
+    #[track_caller]
+    pub fn then_nothing(self) -> Then<A> {
+        match &self.outcome {
+            Ok(actual) if actual.is_empty() => self.into_then(),
+            Ok(_) => self.fail("the command produced events, but none were expected", |_| {}),
+            Err(_) => self.fail("the command was refused, but it was expected to succeed with no events", |_| {}),
+        }
+    }
+
+    /// Checks that the command was refused with exactly this error.
+    #[track_caller]
+    pub fn then_error(self, expected: A::Error)
+    where
+        A::Error: PartialEq,
+    {
+        match &self.outcome {
+            Err(actual) if *actual == expected => {}
+            Err(_) => self.fail("the command was refused with another error than expected", |out| {
+                let _ = writeln!(out, "Expected error:\n  {expected:?}");
+            }),
+            Ok(_) => self.fail("the command succeeded, but an error was expected", |out| {
+                let _ = writeln!(out, "Expected error:\n  {expected:?}");
+            }),
+        }
+    }
+
+    /// Checks that the command was refused with an error for which `check` holds (for error
+    /// types without `PartialEq`).
+    #[track_caller]
+    pub fn then_error_matches(self, check: impl FnOnce(&A::Error) -> bool) {
+        match &self.outcome {
+            Err(actual) if check(actual) => {}
+            Err(_) => self.fail("the command was refused with an error the check did not accept", |_| {}),
+            Ok(_) => self.fail("the command succeeded, but an error was expected", |_| {}),
+        }
+    }
+
+    /// The raw outcome, for checks the `then...` methods do not cover.
+    pub fn outcome(&self) -> Result<&[A::Event], &A::Error> {
+        self.outcome.as_ref().map(Vec::as_slice)
+    }
+
+    #[track_caller]
+    fn into_then(self) -> Then<A> {
+        let events = match self.outcome {
+            Ok(events) => events,
+            Err(_) => unreachable!("into_then is only called on success"),
+        };
+        if let Some(problem) = round_trip_problem(&events) {
+            panic!("given/when/then for {}: {problem}", A::TYPE);
+        }
+        let mut state = self.state;
+        for event in &events {
+            state.apply(event);
+        }
+        Then { state, events }
+    }
+
+    #[track_caller]
+    fn fail(&self, headline: &str, details: impl FnOnce(&mut String)) -> ! {
+        let mut out = format!("given/when/then for {} failed: {headline}\n\n", A::TYPE);
+        write_given(&mut out, &self.history);
+        match &self.outcome {
+            Ok(events) if events.is_empty() => out.push_str("When: the command succeeded with no events\n"),
+            Ok(events) => {
+                out.push_str("When: the command produced\n");
+                write_numbered(&mut out, events);
+            }
+            Err(error) => {
+                let _ = writeln!(out, "When: the command was refused with\n  {error:?}");
+            }
+        }
+        details(&mut out);
+        panic!("{out}");
+    }
+}
+
+/// A successful outcome: the events were as expected; the state after them can be checked.
+pub struct Then<A: Aggregate> {
+    state: A,
+    events: Vec<A::Event>,
+}
+
+impl<A: Aggregate> Then<A> {
+    /// The state after the produced events were applied.
+    pub fn state(&self) -> &A {
+        &self.state
+    }
+
+    /// The produced events.
+    pub fn events(&self) -> &[A::Event] {
+        &self.events
+    }
+
+    /// Runs assertions on the state after the produced events were applied.
+    #[must_use]
+    pub fn and_state(self, check: impl FnOnce(&A)) -> Self {
+        check(&self.state);
+        self
+    }
+
+    /// Checks that the state after the produced events equals `expected`.
+    #[track_caller]
+    pub fn and_state_is(self, expected: A) -> Self
+    where
+        A: PartialEq,
+    {
+        assert!(
+            self.state == expected,
+            "given/when/then for {} failed: the state after the command differs\n\nExpected state:\n  {expected:?}\nActual state:\n  {:?}\n",
+            A::TYPE,
+            self.state
+        );
+        self
+    }
+}
+
+fn write_given<E: Debug>(out: &mut String, history: &[E]) {
+    if history.is_empty() {
+        out.push_str("Given: no events\n");
+    } else {
+        out.push_str("Given:\n");
+        write_numbered(out, history);
+    }
+}
+
+fn write_expected<E: Debug>(out: &mut String, expected: &[E]) {
+    if expected.is_empty() {
+        out.push_str("Expected: no events\n");
+    } else {
+        out.push_str("Expected:\n");
+        write_numbered(out, expected);
+    }
+}
+
+fn write_numbered<E: Debug>(out: &mut String, events: &[E]) {
+    for (index, event) in events.iter().enumerate() {
+        let _ = writeln!(out, "  {}. {event:?}", index + 1);
+    }
+}
+
+/// Event by event: a different type, the fields that differ, a missing or an extra event.
+fn write_event_diff<E: EventSet>(out: &mut String, expected: &[E], actual: &[E]) {
+    out.push_str("\nDifferences:\n");
+    for index in 0..expected.len().max(actual.len()) {
+        let n = index + 1;
+        match (expected.get(index), actual.get(index)) {
+            (Some(want), Some(got)) if want == got => {}
+            (Some(want), Some(got)) if want.event_type() != got.event_type() => {
+                let _ = writeln!(out, "  event {n}: expected {}, got {}", want.event_type(), got.event_type());
+            }
+            (Some(want), Some(got)) => {
+                let _ = writeln!(out, "  event {n} ({}):", want.event_type());
+                write_field_diff(out, want, got);
+            }
+            (Some(want), None) => {
+                let _ = writeln!(out, "  event {n}: missing, expected {want:?}");
+            }
+            (None, Some(got)) => {
+                let _ = writeln!(out, "  event {n}: unexpected {got:?}");
+            }
+            (None, None) => {}
+        }
+    }
+}
+
+fn write_field_diff<E: EventSet>(out: &mut String, want: &E, got: &E) {
+    let as_json = |event: &E| event.encode().ok().and_then(|json| serde_json::from_str(&json).ok());
+    match (as_json(want), as_json(got)) {
+        (Some(serde_json::Value::Object(want)), Some(serde_json::Value::Object(got))) => {
+            let mut names: Vec<&String> = want.keys().chain(got.keys()).collect();
+            names.sort();
+            names.dedup();
+            for name in names {
+                match (want.get(name), got.get(name)) {
+                    (Some(w), Some(g)) if w == g => {}
+                    (w, g) => {
+                        let _ = writeln!(out, "    {name}: expected {}, got {}", Shown(w), Shown(g));
+                    }
+                }
+            }
+        }
+        _ => {
+            let _ = writeln!(out, "    expected {want:?}\n    got      {got:?}");
+        }
+    }
+}
+
+struct Shown<'a>(Option<&'a serde_json::Value>);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(value) => write!(f, "{value}"),
+            None => f.write_str("(absent)"),
+        }
+    }
+}
+
+/// Encodes and decodes every event again; the first that does not come back equal.
+fn round_trip_problem<E: EventSet>(events: &[E]) -> Option<String> {
+    for (index, event) in events.iter().enumerate() {
+        let n = index + 1;
+        let payload = match event.encode() {
+            Ok(payload) => payload,
+            Err(error) => return Some(format!("produced event {n} ({}) does not encode: {error}", event.event_type())),
+        };
+        match E::decode(event.event_type(), event.schema_version(), &payload) {
+            Ok(decoded) if decoded == *event => {}
+            Ok(decoded) => {
+                return Some(format!(
+                    "produced event {n} does not survive encode -> decode (check its serde attributes)\n  produced {event:?}\n  stored   {payload}\n  decoded  {decoded:?}"
+                ));
+            }
+            Err(error) => {
+                return Some(format!(
+                    "produced event {n} ({} v{}) does not decode after encoding: {error}\n  stored {payload}",
+                    event.event_type(),
+                    event.schema_version()
+                ));
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,4 @@
+//! Code generation, one module per macro.
+
+pub mod aggregate;
+pub mod event;

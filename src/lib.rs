@@ -1,0 +1,106 @@
+//! # es — declarative event-sourced aggregates
+//!
+//! Declare events with `#[event(version = N)]` and an aggregate with `#[derive(Aggregate)]`;
+//! es generates the event enum, the apply dispatch, decoding with typed upcasting of old event
+//! versions, the given/when/then entry points and the schema of every event.
+//!
+//! ```
+//! use es::prelude::*;
+//!
+//! /// A counter was started.
+//! #[event(version = 1)]
+//! pub struct Started {
+//!     /// The starting value.
+//!     pub at: u64,
+//! }
+//!
+//! /// The counter went up by one.
+//! #[event(version = 1)]
+//! pub struct Incremented {}
+//!
+//! #[derive(Debug, thiserror::Error, PartialEq)]
+//! pub enum CounterError {
+//!     #[error("the counter was never started")]
+//!     NotStarted,
+//! }
+//!
+//! #[derive(Aggregate, Default, Debug, Clone, PartialEq)]
+//! #[aggregate(id = Uuid, events(Started, Incremented), error = CounterError)]
+//! pub struct Counter {
+//!     started: bool,
+//!     value: u64,
+//! }
+//!
+//! impl Apply<Started> for Counter {
+//!     fn apply(&mut self, event: &Started) {
+//!         self.started = true;
+//!         self.value = event.at;
+//!     }
+//! }
+//!
+//! impl Apply<Incremented> for Counter {
+//!     fn apply(&mut self, _: &Incremented) {
+//!         self.value += 1;
+//!     }
+//! }
+//!
+//! impl Counter {
+//!     pub fn increment(&self) -> Result<Incremented, CounterError> {
+//!         if !self.started {
+//!             return Err(CounterError::NotStarted);
+//!         }
+//!         Ok(Incremented {})
+//!     }
+//! }
+//!
+//! Counter::given(Started { at: 41 })
+//!     .when(|counter| counter.increment())
+//!     .then(Incremented {})
+//!     .and_state(|counter| assert_eq!(counter.value, 42));
+//!
+//! Counter::given_nothing()
+//!     .when(|counter| counter.increment())
+//!     .then_error(CounterError::NotStarted);
+//! ```
+//!
+//! ## `#[event(...)]`
+//!
+//! Put it above the struct's derives. It adds `Serialize`, `Deserialize`, `Debug`, `Clone` and
+//! `PartialEq` (skipping any already derived below it) and implements [`Event`].
+//!
+//! | key | meaning |
+//! | --- | --- |
+//! | `version = N` | required; the schema version this struct describes, from 1 |
+//! | `name = "..."` | the stored type name; the struct's name by default. Older versions of an event carry the name of the current one |
+//! | `aliases = ["Old", ...]` | former type names still read as this event |
+//! | `upcast_from = Older` | records of older versions are read as `Older` (whose `version` must be N-1) and converted with `From` |
+//! | `upcast_json(v1 = f, v2 = g, ...)` | for when the old struct is gone: `f` turns version 1's JSON into version 2's, and so on up to N |
+//! | `crate = path` | where the `es` crate is, if renamed |
+//!
+//! ## `#[derive(Aggregate)]` with `#[aggregate(...)]`
+//!
+//! | key | meaning |
+//! | --- | --- |
+//! | `id = Type` | required; the id of one aggregate (its `Display` is the stream id) |
+//! | `events(A, B, ...)` | required; the events it applies, each with an `impl Apply<E>` |
+//! | `error = Type` | the error its commands return; `Infallible` by default |
+//! | `snapshot(every = N, version = V)` | snapshot the state every N events; the state then derives serde |
+//! | `event_enum = Name` | the generated enum's name; `<Aggregate>Event` by default |
+//! | `name = "..."` | the stream type; the struct's name by default |
+//! | `crate = path` | where the `es` crate is, if renamed |
+
+pub use es_core::*;
+pub use es_derive::{Aggregate, event};
+pub use uuid::Uuid;
+
+/// Everything a domain module needs: `use es::prelude::*;`.
+pub mod prelude {
+    pub use crate::testing::Scenario;
+    pub use crate::{Aggregate, Apply, Envelope, Event, EventSet, IntoEvents, Metadata, RawEvent, Uuid, Version, event};
+    pub use serde::{Deserialize, Serialize};
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use es_core::__private::*;
+}
