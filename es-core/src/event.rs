@@ -18,9 +18,7 @@ use crate::schema::EventSchema;
     label = "not an event",
     note = "put `#[es::event(version = 1)]` above `struct {Self}` (above its derives)"
 )]
-pub trait Event:
-    Serialize + DeserializeOwned + Debug + Clone + PartialEq + Send + Sync + 'static
-{
+pub trait Event: Serialize + DeserializeOwned + Debug + Clone + PartialEq + Send + Sync + 'static {
     /// The type name stored with every record of this event.
     const NAME: &'static str;
     /// The schema version this struct describes (1, 2, …).

@@ -62,6 +62,9 @@ pub struct EventArgs {
     pub upcast_from: Attr<Path>,
     pub upcast_json: Attr<Vec<JsonStep>>,
     pub krate: Attr<Path>,
+    /// A syntax error stopped parsing: the keys after it were not read, so none of them is
+    /// reported missing.
+    pub incomplete: bool,
 }
 
 const EVENT_KEYS: &str = "`version`, `name`, `aliases`, `upcast_from`, `upcast_json`, `crate`";
@@ -74,6 +77,7 @@ pub fn parse_event_args(cx: &mut Ctxt, args: TokenStream) -> EventArgs {
         upcast_from: Attr::none("upcast_from"),
         upcast_json: Attr::none("upcast_json"),
         krate: Attr::none("crate"),
+        incomplete: false,
     };
     let parser = syn::meta::parser(|meta| {
         let key = meta.path.clone();
@@ -103,6 +107,7 @@ pub fn parse_event_args(cx: &mut Ctxt, args: TokenStream) -> EventArgs {
     });
     if let Err(error) = parser.parse2(args) {
         cx.push(error);
+        out.incomplete = true;
     }
     out
 }
@@ -120,6 +125,8 @@ pub struct AggregateArgs {
     pub event_enum: Attr<Ident>,
     pub name: Attr<LitStr>,
     pub krate: Attr<Path>,
+    /// As in [`EventArgs::incomplete`].
+    pub incomplete: bool,
 }
 
 const AGGREGATE_KEYS: &str = "`id`, `events`, `error`, `snapshot`, `event_enum`, `name`, `crate`";
@@ -133,8 +140,13 @@ pub fn parse_aggregate_args(cx: &mut Ctxt, attrs: &[syn::Attribute]) -> Aggregat
         event_enum: Attr::none("event_enum"),
         name: Attr::none("name"),
         krate: Attr::none("crate"),
+        incomplete: false,
     };
     for attr in attrs.iter().filter(|attr| attr.path().is_ident("aggregate")) {
+        // `#[aggregate()]`: nothing to read (syn would report "unexpected end of input").
+        if matches!(&attr.meta, syn::Meta::List(list) if list.tokens.is_empty()) {
+            continue;
+        }
         let result = attr.parse_nested_meta(|meta| {
             let key = meta.path.clone();
             if key.is_ident("id") {
@@ -172,6 +184,7 @@ pub fn parse_aggregate_args(cx: &mut Ctxt, attrs: &[syn::Attribute]) -> Aggregat
         });
         if let Err(error) = result {
             cx.push(error);
+            out.incomplete = true;
         }
     }
     out
@@ -225,7 +238,7 @@ fn parse_aliases(cx: &mut Ctxt, meta: &ParseNestedMeta) -> syn::Result<Vec<LitSt
 /// `upcast_json(v1 = one_to_two, v2 = two_to_three)`.
 fn parse_json_steps(cx: &mut Ctxt, meta: &ParseNestedMeta) -> syn::Result<Vec<JsonStep>> {
     let mut steps: Vec<JsonStep> = Vec::new();
-    meta.parse_nested_meta(|step| {
+    let written = parse_nested(meta, |step| {
         let key = step.path.get_ident().cloned();
         let from = key.as_ref().and_then(|ident| {
             let text = ident.to_string();
@@ -248,6 +261,13 @@ fn parse_json_steps(cx: &mut Ctxt, meta: &ParseNestedMeta) -> syn::Result<Vec<Js
         }
         Ok(())
     })?;
+    if !written {
+        cx.error(
+            &meta.path,
+            "`upcast_json()` is empty: name one function per older version, `upcast_json(v1 = one_to_two)` \
+             turns version 1's JSON into version 2's",
+        );
+    }
     steps.sort_by_key(|step| step.from);
     Ok(steps)
 }
@@ -256,7 +276,7 @@ fn parse_json_steps(cx: &mut Ctxt, meta: &ParseNestedMeta) -> syn::Result<Vec<Js
 fn parse_snapshot(cx: &mut Ctxt, meta: &ParseNestedMeta) -> syn::Result<SnapshotArgs> {
     let mut every: Attr<u64> = Attr::none("every");
     let mut version: Attr<u32> = Attr::none("version");
-    meta.parse_nested_meta(|inner| {
+    parse_nested(meta, |inner| {
         let key = inner.path.clone();
         if key.is_ident("every") {
             let lit: LitInt = inner.value()?.parse()?;
@@ -269,24 +289,50 @@ fn parse_snapshot(cx: &mut Ctxt, meta: &ParseNestedMeta) -> syn::Result<Snapshot
             let version_lit = parse_version(&inner)?;
             version.set(cx, &key, version_lit.value);
         } else {
-            cx.error(&key, format!("unknown key `{}` in `snapshot(...)`; expected `every` or `version`", path_text(&key)));
+            cx.error(
+                &key,
+                format!("unknown key `{}` in `snapshot(...)`; expected `every` or `version`", path_text(&key)),
+            );
             skip_value(&inner)?;
         }
         Ok(())
     })?;
-    if every.get().is_none() || version.get().is_none() {
+    let missing = match (every.get(), version.get()) {
+        (None, None) => Some("`every` and `version`"),
+        (None, Some(_)) => Some("`every`"),
+        (Some(_), None) => Some("`version`"),
+        (Some(_), Some(_)) => None,
+    };
+    if let Some(missing) = missing {
         cx.error(
             &meta.path,
-            "`snapshot` needs both keys: `snapshot(every = 100, version = 1)` (every N events, and the state's schema version)",
+            format!(
+                "missing {missing} in `snapshot(...)`: write `snapshot(every = 100, version = 1)`, \
+                 a snapshot every 100 events in version 1 of the state's schema"
+            ),
         );
     }
     Ok(SnapshotArgs { every: every.into_value().unwrap_or(1).max(1), version: version.into_value().unwrap_or(1) })
 }
 
-fn parse_paren_list<T>(
-    meta: &ParseNestedMeta,
-    item: fn(ParseStream) -> syn::Result<T>,
-) -> syn::Result<Vec<T>> {
+/// `meta.parse_nested_meta(logic)`, except that empty parentheses are no error (syn reports
+/// them as "unexpected end of input"): the caller says what is missing. Returns whether there
+/// was anything between them.
+fn parse_nested(meta: &ParseNestedMeta, logic: impl FnMut(ParseNestedMeta) -> syn::Result<()>) -> syn::Result<bool> {
+    let fork = meta.input.fork();
+    let content;
+    syn::parenthesized!(content in fork);
+    if content.is_empty() {
+        let content;
+        syn::parenthesized!(content in meta.input);
+        drop(content);
+        return Ok(false);
+    }
+    meta.parse_nested_meta(logic)?;
+    Ok(true)
+}
+
+fn parse_paren_list<T>(meta: &ParseNestedMeta, item: fn(ParseStream) -> syn::Result<T>) -> syn::Result<Vec<T>> {
     let content;
     syn::parenthesized!(content in meta.input);
     Ok(Punctuated::<T, Token![,]>::parse_terminated_with(&content, item)?.into_iter().collect())

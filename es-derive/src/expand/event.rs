@@ -20,18 +20,27 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         }
     };
     let syn::Item::Struct(mut item) = item else {
-        cx.error(item_keyword(&item), "`#[event]` goes on a struct: each event is one struct whose fields are the event's data");
+        cx.error(
+            item_keyword(&item),
+            "`#[event]` goes on a struct: each event is one struct whose fields are the event's data",
+        );
         let errors = cx.into_compile_errors();
         return quote!(#item #errors);
     };
+    // Without a version the upcasting keys cannot be checked, and the expansion goes on as
+    // version 1 (which upcasts nothing) so that uses of the event raise no further errors.
     let version = match args.version.get() {
-        Some(version) => version.value,
+        Some(version) => {
+            check::event_upcasts(&mut cx, &args, version.value);
+            version.value
+        }
         None => {
-            cx.push(syn::Error::new(Span::call_site(), "missing `version`: write `#[event(version = 1)]`"));
+            if !args.incomplete {
+                cx.push(syn::Error::new(Span::call_site(), "missing `version`: write `#[event(version = 1)]`"));
+            }
             1
         }
     };
-    check::event_upcasts(&mut cx, &args, version);
     let generic = !item.generics.params.is_empty() || item.generics.where_clause.is_some();
     if generic {
         cx.error(&item.generics, "an event cannot be generic: its stored type name and schema must be fixed");
@@ -99,11 +108,16 @@ fn event_impl(item: &syn::ItemStruct, args: &EventArgs, version: u32, krate: &To
     let ident = &item.ident;
     let rust_type = ident.to_string();
     let name = args.name.get().map_or_else(|| rust_type.clone(), syn::LitStr::value);
-    let aliases: Vec<String> = args.aliases.get().map(|a| a.iter().map(syn::LitStr::value).collect()).unwrap_or_default();
+    let aliases: Vec<String> =
+        args.aliases.get().map(|a| a.iter().map(syn::LitStr::value).collect()).unwrap_or_default();
     let p = quote!(#krate::__private);
 
     let older = if let Some(older) = args.upcast_from.get().filter(|_| version > 1) {
-        quote_spanned!(older.span()=> #p::decode_typed_upcast::<#older, Self>(version, payload))
+        // Every use of `older` is an `<#older as EventOps>` path spanned at it: if it is not an
+        // event, the uses fail with one and the same error, which rustc reports once.
+        quote_spanned! {older.span()=>
+            <#older as #p::EventOps>::decode_payload(version, payload).map(<Self as #p::UpcastFrom<#older>>::upcast_from)
+        }
     } else if let Some(steps) = args.upcast_json.get().filter(|steps| version > 1 && !steps.is_empty()) {
         let functions = steps.iter().filter(|s| s.from < version).map(|s| {
             let function = &s.function;
@@ -118,7 +132,7 @@ fn event_impl(item: &syn::ItemStruct, args: &EventArgs, version: u32, krate: &To
     };
 
     let upcast_schema = if let Some(older) = args.upcast_from.get().filter(|_| version > 1) {
-        quote_spanned!(older.span()=> #p::Upcast::Typed { from: #p::std::boxed::Box::new(<#older as #p::Event>::schema()) })
+        quote_spanned!(older.span()=> #p::Upcast::Typed { from: #p::std::boxed::Box::new(<#older as #p::EventOps>::schema()) })
     } else if let Some(steps) = args.upcast_json.get().filter(|steps| version > 1 && !steps.is_empty()) {
         let oldest = version - u32::try_from(steps.iter().filter(|s| s.from < version).count()).unwrap_or(0);
         quote!(#p::Upcast::Json { oldest: #oldest })
@@ -139,10 +153,10 @@ fn event_impl(item: &syn::ItemStruct, args: &EventArgs, version: u32, krate: &To
         );
         quote_spanned! {older.span()=>
             const _: () = {
-                ::core::assert!(<#older as #p::Event>::VERSION == #want, #version_message);
+                ::core::assert!(<#older as #p::EventOps>::VERSION == #want, #version_message);
                 ::core::assert!(
-                    #p::str_eq(<#older as #p::Event>::NAME, #name)
-                        || #p::contains(&[#(#aliases),*], <#older as #p::Event>::NAME),
+                    #p::str_eq(<#older as #p::EventOps>::NAME, #name)
+                        || #p::contains(&[#(#aliases),*], <#older as #p::EventOps>::NAME),
                     #name_message
                 );
             };
@@ -150,9 +164,9 @@ fn event_impl(item: &syn::ItemStruct, args: &EventArgs, version: u32, krate: &To
     });
 
     let doc = ast::doc_of(&item.attrs);
-    let fields = ast::fields_of(&item.fields).into_iter().map(|FieldModel { name, ty, doc }| {
-        quote!(#p::FieldSchema { name: #name, ty: #ty, doc: #doc })
-    });
+    let fields = ast::fields_of(&item.fields)
+        .into_iter()
+        .map(|FieldModel { name, ty, doc }| quote!(#p::FieldSchema { name: #name, ty: #ty, doc: #doc }));
 
     quote! {
         #[automatically_derived]

@@ -1,0 +1,9 @@
+//! Compile-fail cases of `#[event]` and `#[derive(Aggregate)]`: each file under `tests/ui/`
+//! holds one misuse, beside the error it must produce.
+
+#[rustversion::attr(not(stable(1.95)), ignore = "UI snapshots are recorded with Rust 1.95")]
+#[test]
+fn ui() {
+    let cases = trybuild::TestCases::new();
+    cases.compile_fail("tests/ui/*.rs");
+}

@@ -1,0 +1,18 @@
+use es::prelude::*;
+
+#[event(version = 1)]
+pub struct Opened {}
+
+#[derive(Aggregate, Default, Debug, Clone, Serialize, Deserialize)]
+#[aggregate(id = Uuid, events(Opened), snapshot(every = 0, version = 1))]
+pub struct Account {
+    open: bool,
+}
+
+impl Apply<Opened> for Account {
+    fn apply(&mut self, _: &Opened) {
+        self.open = true;
+    }
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use es::prelude::*;
+
+#[event(name = "Opened")]
+pub struct Opened {
+    pub owner: String,
+}
+
+fn main() {}

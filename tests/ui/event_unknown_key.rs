@@ -1,0 +1,8 @@
+use es::prelude::*;
+
+#[event(version = 1, renamed = "Opened")]
+pub struct Opened {
+    pub owner: String,
+}
+
+fn main() {}

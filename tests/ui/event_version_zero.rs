@@ -1,0 +1,8 @@
+use es::prelude::*;
+
+#[event(version = 0)]
+pub struct Opened {
+    pub owner: String,
+}
+
+fn main() {}

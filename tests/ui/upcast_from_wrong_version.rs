@@ -1,0 +1,20 @@
+use es::prelude::*;
+
+#[event(name = "Deposited", version = 1)]
+pub struct DepositedV1 {
+    pub amount: u64,
+}
+
+#[event(version = 3, upcast_from = DepositedV1)]
+pub struct Deposited {
+    pub amount: u64,
+    pub reference: String,
+}
+
+impl From<DepositedV1> for Deposited {
+    fn from(old: DepositedV1) -> Self {
+        Self { amount: old.amount, reference: String::new() }
+    }
+}
+
+fn main() {}

@@ -1,0 +1,13 @@
+use es::prelude::*;
+use serde_json::Value;
+
+fn one_to_two(value: Value) -> Value {
+    value
+}
+
+#[event(version = 2, upcast_json(v1 = one_to_two))]
+pub struct Deposited {
+    pub amount: u64,
+}
+
+fn main() {}
