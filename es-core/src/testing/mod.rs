@@ -222,8 +222,8 @@ impl<A: Aggregate> Then<A> {
         &self.events
     }
 
-    /// Runs assertions on the state after the produced events were applied.
-    #[must_use]
+    /// Runs assertions on the state after the produced events were applied. Returns the
+    /// outcome again, so that a scenario can end with it or go on.
     pub fn and_state(self, check: impl FnOnce(&A)) -> Self {
         check(&self.state);
         self
@@ -297,17 +297,25 @@ fn write_event_diff<E: EventSet>(out: &mut String, expected: &[E], actual: &[E])
 fn write_field_diff<E: EventSet>(out: &mut String, want: &E, got: &E) {
     let as_json = |event: &E| event.encode().ok().and_then(|json| serde_json::from_str(&json).ok());
     match (as_json(want), as_json(got)) {
-        (Some(serde_json::Value::Object(want)), Some(serde_json::Value::Object(got))) => {
-            let mut names: Vec<&String> = want.keys().chain(got.keys()).collect();
+        (Some(serde_json::Value::Object(want_json)), Some(serde_json::Value::Object(got_json))) => {
+            let before = out.len();
+            let mut names: Vec<&String> = want_json.keys().chain(got_json.keys()).collect();
             names.sort();
             names.dedup();
             for name in names {
-                match (want.get(name), got.get(name)) {
+                match (want_json.get(name), got_json.get(name)) {
                     (Some(w), Some(g)) if w == g => {}
                     (w, g) => {
                         let _ = writeln!(out, "    {name}: expected {}, got {}", Shown(w), Shown(g));
                     }
                 }
+            }
+            if out.len() == before {
+                // Equal JSON, unequal events: the difference is in what serde skips.
+                let _ = writeln!(
+                    out,
+                    "    the stored JSON is the same: they differ in fields serde does not store\n    expected {want:?}\n    got      {got:?}"
+                );
             }
         }
         _ => {
@@ -353,3 +361,8 @@ fn round_trip_problem<E: EventSet>(events: &[E]) -> Option<String> {
     }
     None
 }
+
+#[cfg(feature = "testing")]
+pub mod conformance;
+#[cfg(feature = "testing")]
+pub mod counter;
