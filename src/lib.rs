@@ -91,12 +91,19 @@
 
 pub use es_core::*;
 pub use es_derive::{Aggregate, event};
+#[cfg(feature = "sqlite")]
+pub use es_sqlite::SqliteStore;
 pub use uuid::Uuid;
 
 /// Everything a domain module needs: `use es::prelude::*;`.
 pub mod prelude {
+    #[cfg(feature = "sqlite")]
+    pub use crate::SqliteStore;
     pub use crate::testing::Scenario;
-    pub use crate::{Aggregate, Apply, Envelope, Event, EventSet, IntoEvents, Metadata, RawEvent, Uuid, Version, event};
+    pub use crate::{
+        Aggregate, Apply, CommandOptions, Envelope, Event, EventSet, EventStore, InMemoryStore, IntoEvents, Metadata,
+        RawEvent, Repository, RetryPolicy, Uuid, Version, event,
+    };
     pub use serde::{Deserialize, Serialize};
 }
 

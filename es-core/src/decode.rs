@@ -109,24 +109,30 @@ impl From<serde_json::Error> for UpcastError {
 /// # Errors
 /// A [`DecodeError`] naming the stream, the version and the event type.
 pub fn decode_record<A: Aggregate>(record: &StoredEvent) -> Result<Envelope<A::Event>, DecodeError> {
-    match A::Event::decode(&record.event_type, record.schema_version, &record.payload) {
-        Ok(event) => Ok(Envelope {
-            position: record.position,
-            stream_type: record.stream_type.clone(),
-            stream_id: record.stream_id.clone(),
-            stream_version: record.stream_version,
-            event_id: record.event_id,
-            metadata: record.metadata.clone(),
-            recorded_at: record.recorded_at,
-            event,
-        }),
-        Err(kind) => Err(DecodeError {
-            stream_type: record.stream_type.clone(),
-            stream_id: record.stream_id.clone(),
-            stream_version: record.stream_version,
-            event_type: record.event_type.clone(),
-            schema_version: record.schema_version,
-            kind,
-        }),
-    }
+    let event = decode_event::<A>(record)?;
+    Ok(Envelope {
+        position: record.position,
+        stream_type: record.stream_type.clone(),
+        stream_id: record.stream_id.clone(),
+        stream_version: record.stream_version,
+        event_id: record.event_id,
+        metadata: record.metadata.clone(),
+        recorded_at: record.recorded_at,
+        event,
+    })
+}
+
+/// Decodes only the event of a stored record (no envelope), for folding into state.
+///
+/// # Errors
+/// A [`DecodeError`] naming the stream, the version and the event type.
+pub fn decode_event<A: Aggregate>(record: &StoredEvent) -> Result<A::Event, DecodeError> {
+    A::Event::decode(&record.event_type, record.schema_version, &record.payload).map_err(|kind| DecodeError {
+        stream_type: record.stream_type.clone(),
+        stream_id: record.stream_id.clone(),
+        stream_version: record.stream_version,
+        event_type: record.event_type.clone(),
+        schema_version: record.schema_version,
+        kind,
+    })
 }

@@ -1,55 +1,63 @@
-//! The bank account, in memory: commands decide, events change the state, and history written
-//! by older code (a version-1 `MoneyDeposited`) loads through the upcaster.
+//! The bank account on the embedded SQLite store: commands decide, the repository appends
+//! with optimistic concurrency and snapshots, time travel loads an old state, and history
+//! written by older code (a version-1 `MoneyDeposited`) loads through the upcaster.
 //!
-//! Run with `cargo run --example bank_account`.
+//! Run with `cargo run --example bank_account [path/to/bank.db]`.
 
 mod domain;
 
-use domain::{AccountError, BankAccount, BankAccountEvent};
+use domain::{AccountError, BankAccount};
 use es::prelude::*;
+use es::{ExpectedVersion, NewEvent, RepositoryError, StreamId};
 
-/// Runs one command on the state, applies what it decided and prints each event as a store
-/// would record it.
-fn execute<R: IntoEvents<BankAccountEvent>>(
-    account: &mut BankAccount,
-    version: &mut Version,
-    command: impl FnOnce(&BankAccount) -> Result<R, AccountError>,
-) -> Result<(), Box<dyn std::error::Error>> {
-    for event in command(account)?.into_events() {
-        account.apply(&event);
-        *version = version.next();
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let path = std::env::args().nth(1).unwrap_or_else(|| "bank.db".to_owned());
+    let store = SqliteStore::open(&path)?;
+    let accounts = Repository::<BankAccount, _>::new(store.clone()).with_retry(RetryPolicy::default());
+
+    let id = Uuid::now_v7();
+    accounts.execute(&id, |a| a.open("ann", 100)).await?;
+    accounts.execute(&id, |a| a.deposit(50, "salary")).await?;
+    accounts.execute(&id, |a| a.withdraw(30)).await?;
+    match accounts.execute(&id, |a| a.withdraw(500)).await {
+        Err(RepositoryError::Command(refused @ AccountError::InsufficientFunds { .. })) => {
+            println!("withdraw 500 refused: {refused}");
+        }
+        other => return Err(format!("expected a refusal, got {other:?}").into()),
+    }
+    let closing = accounts.execute(&id, BankAccount::close).await?;
+    println!("closing committed {} events", closing.len());
+
+    let stream = Repository::<BankAccount, SqliteStore>::stream_of(&id);
+    println!("\nstream {stream} as stored in {path}:");
+    for record in store.read_stream(&stream, Version(1), 100).await? {
         println!(
-            "stored #{version}: {{\"type\":\"{}\",\"version\":{},\"payload\":{}}}",
-            event.event_type(),
-            event.schema_version(),
-            event.encode()?
+            "  #{} {{\"type\":\"{}\",\"version\":{},\"payload\":{}}}",
+            record.stream_version, record.event_type, record.schema_version, record.payload
         );
     }
-    Ok(())
-}
+    let now = accounts.load(&id).await?;
+    let then = accounts.load_at(&id, Version(1)).await?;
+    println!("now (version {}): {:?}", now.version, now.state);
+    println!("at version 1:     {:?}", then.state);
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (mut account, mut version) = (BankAccount::default(), Version::NONE);
-    execute(&mut account, &mut version, |a| a.open("ann", 100))?;
-    execute(&mut account, &mut version, |a| a.deposit(50, "salary"))?;
-    execute(&mut account, &mut version, |a| a.withdraw(30))?;
-    if let Err(refused) = execute(&mut account, &mut version, |a| a.withdraw(500)) {
-        println!("withdraw 500 refused: {refused}");
+    // History written before `MoneyDeposited` had a reference: a version-1 payload, as old
+    // code stored it.
+    let bob = Uuid::now_v7();
+    accounts.execute(&bob, |a| a.open("bob", 10)).await?;
+    let old = NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "MoneyDeposited".into(),
+        schema_version: 1,
+        payload: r#"{"amount":25}"#.into(),
+        metadata: Metadata::new(),
+    };
+    let bob_stream = StreamId::new("BankAccount", bob.to_string());
+    store.append(&bob_stream, ExpectedVersion::Exact(Version(1)), vec![old]).await?;
+    for envelope in accounts.history(&bob).await? {
+        println!("bob #{}: {:?}", envelope.stream_version, envelope.event);
     }
-    execute(&mut account, &mut version, BankAccount::close)?;
-    println!("state at version {version}: {account:?}\n");
-
-    // History written before `MoneyDeposited` had a reference: version 1 payloads.
-    let old_history = [
-        RawEvent::new("AccountOpened", 1, r#"{"owner":"bob","initial_deposit":10}"#),
-        RawEvent::new("MoneyDeposited", 1, r#"{"amount":25}"#),
-    ];
-    let mut bob = BankAccount::default();
-    for raw in &old_history {
-        let event = BankAccountEvent::decode(&raw.event_type, raw.schema_version, &raw.payload)?;
-        println!("loaded {} v{} as {event:?}", raw.event_type, raw.schema_version);
-        bob.apply(&event);
-    }
-    println!("bob's balance after old history: {}", bob.balance);
+    println!("bob's balance after old history: {}", accounts.load(&bob).await?.balance);
     Ok(())
 }

@@ -1,0 +1,126 @@
+//! Repository figures: `execute` on one aggregate at 1,000 vs 100,000 events in its stream,
+//! with snapshots (every 100 events) and without; `load` of a 10,000-event stream with and
+//! without a snapshot. On the SQLite file store (the default) and in memory.
+//!
+//! `cargo bench --bench repository`
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use es::prelude::*;
+use es::{ExpectedVersion, NewEvent, StreamId};
+use tokio::runtime::Runtime;
+
+/// Money was paid in.
+#[event(version = 1)]
+pub struct Deposited {
+    /// How much.
+    pub amount: u64,
+}
+
+/// An account that is snapshotted every 100 events.
+#[derive(Aggregate, Default, Debug, Clone, Serialize, Deserialize)]
+#[aggregate(id = String, events(Deposited), snapshot(every = 100, version = 1))]
+pub struct Snapshotted {
+    balance: u64,
+}
+
+/// The same account, never snapshotted.
+#[derive(Aggregate, Default, Debug, Clone)]
+#[aggregate(id = String, events(Deposited))]
+pub struct Replayed {
+    balance: u64,
+}
+
+impl Apply<Deposited> for Snapshotted {
+    fn apply(&mut self, event: &Deposited) {
+        self.balance += event.amount;
+    }
+}
+
+impl Apply<Deposited> for Replayed {
+    fn apply(&mut self, event: &Deposited) {
+        self.balance += event.amount;
+    }
+}
+
+fn deposit(balance: u64) -> Result<Deposited, std::convert::Infallible> {
+    Ok(Deposited { amount: balance % 7 + 1 })
+}
+
+/// Writes `events` events to the stream of aggregate `A` with id `id`, in batches, and the
+/// snapshot the repository would have written at the last multiple of 100.
+async fn fill<A: Aggregate, S: EventStore>(store: &S, id: &str, events: u64) {
+    let stream = StreamId::new(A::TYPE, id);
+    let mut written = 0;
+    while written < events {
+        let batch: Vec<NewEvent> = (0..(events - written).min(1000))
+            .map(|_| NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: "Deposited".into(),
+                schema_version: 1,
+                payload: r#"{"amount":3}"#.into(),
+                metadata: Metadata::new(),
+            })
+            .collect();
+        written += batch.len() as u64;
+        store.append(&stream, ExpectedVersion::Any, batch).await.expect("fill failed");
+    }
+    if let Some(policy) = A::SNAPSHOT {
+        let at = events / policy.every * policy.every;
+        let state = serde_json::json!({ "balance": at * 3 }).to_string();
+        let snapshot = es::Snapshot { stream, version: Version(at), snapshot_version: policy.version, state };
+        store.save_snapshot(snapshot).await.expect("snapshot failed");
+    }
+}
+
+fn execute<S: EventStore + Clone>(c: &mut Criterion, store_name: &str, store: &S, rt: &Runtime) {
+    let mut group = c.benchmark_group(format!("execute/{store_name}"));
+    group.sample_size(20).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    for events in [1_000u64, 100_000] {
+        let id = format!("exec-{events}");
+        rt.block_on(fill::<Snapshotted, _>(store, &id, events));
+        let snapshotted = Repository::<Snapshotted, _>::new(store.clone());
+        group.bench_with_input(BenchmarkId::new("snapshots", events), &id, |b, id| {
+            b.iter(|| rt.block_on(snapshotted.execute(id, |a| deposit(a.balance))).expect("execute failed"));
+        });
+        rt.block_on(fill::<Replayed, _>(store, &id, events));
+        let replayed = Repository::<Replayed, _>::new(store.clone());
+        group.bench_with_input(BenchmarkId::new("no-snapshots", events), &id, |b, id| {
+            b.iter(|| rt.block_on(replayed.execute(id, |a| deposit(a.balance))).expect("execute failed"));
+        });
+    }
+    group.finish();
+}
+
+fn load<S: EventStore + Clone>(c: &mut Criterion, store_name: &str, store: &S, rt: &Runtime) {
+    let mut group = c.benchmark_group(format!("load-10000/{store_name}"));
+    group.sample_size(20).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    let id = "load".to_owned();
+    rt.block_on(fill::<Snapshotted, _>(store, &id, 10_000));
+    rt.block_on(fill::<Replayed, _>(store, &id, 10_000));
+    let snapshotted = Repository::<Snapshotted, _>::new(store.clone());
+    let replayed = Repository::<Replayed, _>::new(store.clone());
+    group.bench_function("snapshot", |b| {
+        b.iter(|| black_box(rt.block_on(snapshotted.load(&id)).expect("load failed").balance));
+    });
+    group.bench_function("no-snapshot", |b| {
+        b.iter(|| black_box(rt.block_on(replayed.load(&id)).expect("load failed").balance));
+    });
+    group.finish();
+}
+
+fn repository(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = SqliteStore::open(dir.path().join("bench.db")).expect("open");
+    execute(c, "sqlite", &sqlite, &rt);
+    load(c, "sqlite", &sqlite, &rt);
+    let memory = InMemoryStore::new();
+    execute(c, "memory", &memory, &rt);
+    load(c, "memory", &memory, &rt);
+}
+
+criterion_group!(benches, repository);
+criterion_main!(benches);
