@@ -63,6 +63,35 @@
 //!     .then_error(CounterError::NotStarted);
 //! ```
 //!
+//! ## Running it
+//!
+//! A [`Repository`] loads an aggregate from an [`EventStore`] (its latest snapshot plus the
+//! events after it), runs a command, and appends what the command decided with the version it
+//! saw. [`SqliteStore`] (feature `sqlite`, on by default) keeps everything in one file;
+//! [`InMemoryStore`] keeps it in memory. Both pass the same conformance suite
+//! ([`conformance_suite!`], feature `testing`).
+//!
+//! ```
+//! # use es::prelude::*;
+//! # /// Started.
+//! # #[event(version = 1)]
+//! # pub struct Started { pub at: u64 }
+//! # #[derive(Aggregate, Default, Debug, Clone)]
+//! # #[aggregate(id = Uuid, events(Started))]
+//! # pub struct Counter { value: u64 }
+//! # impl Apply<Started> for Counter { fn apply(&mut self, e: &Started) { self.value = e.at; } }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let counters = Repository::<Counter, _>::new(SqliteStore::open_in_memory()?).with_retry(RetryPolicy::default());
+//! let id = Uuid::now_v7();
+//! let committed = counters.execute(&id, |_| Ok(Started { at: 41 })).await?;
+//! assert_eq!(committed[0].stream_version, Version(1));
+//! let loaded = counters.load(&id).await?;
+//! assert_eq!((loaded.value, loaded.version), (41, Version(1)));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ## `#[event(...)]`
 //!
 //! Put it above the struct's derives. It adds `Serialize`, `Deserialize`, `Debug`, `Clone` and

@@ -383,7 +383,7 @@ fn raw_history_that_does_not_decode_names_the_record() {
     assert_contains(
         &message,
         &[
-            "given/when/then for Wallet: raw history record 2 (type `Paid`, schema version 1) does not decode: ",
+            "given/when/then for Wallet failed: raw history record 2 (type `Paid`, schema version 1) does not decode: ",
             "the payload does not fit `Paid` (version 1): invalid type: string \"lots\"",
             "\npayload: {\"amount\":\"lots\"}",
         ],
@@ -466,10 +466,12 @@ fn an_event_that_loses_data_in_serde_fails_then() {
     assert_contains(
         &message,
         &[
-            "given/when/then for Journal: produced event 1 does not survive encode -> decode (check its serde attributes)",
+            "given/when/then for Journal failed: produced event 1 does not survive encode -> decode (check its serde attributes)",
             "produced Noted { text: \"a\", draft: true }",
             "stored   {\"text\":\"a\"}",
             "decoded  Noted { text: \"a\", draft: false }",
+            "Given: no events",
+            "When: the command produced\n  1. Noted { text: \"a\", draft: true }",
         ],
     );
 }
@@ -487,7 +489,7 @@ fn an_event_that_does_not_encode_fails_then() {
     });
     assert_contains(
         &message,
-        &["given/when/then for Journal: produced event 1 (Tallied) does not encode: ", "key must be a string"],
+        &["given/when/then for Journal failed: produced event 1 (Tallied) does not encode: ", "key must be a string"],
     );
 }
 
@@ -501,7 +503,7 @@ fn an_event_that_does_not_decode_after_encoding_fails_then() {
     assert_contains(
         &message,
         &[
-            "given/when/then for Journal: produced event 2 (Titled v1) does not decode after encoding: ",
+            "given/when/then for Journal failed: produced event 2 (Titled v1) does not decode after encoding: ",
             "missing field `name`",
             "stored {\"title\":\"t\"}",
         ],

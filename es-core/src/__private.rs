@@ -158,7 +158,7 @@ pub fn decode_json_upcast<E: serde::de::DeserializeOwned>(
         return Err(unsupported_version(version, oldest));
     }
     let mut value: serde_json::Value = serde_json::from_str(payload).map_err(|source| DecodeErrorKind::Payload {
-        rust_type: "JSON",
+        rust_type: "any JSON value",
         version,
         source,
     })?;

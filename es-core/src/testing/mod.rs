@@ -68,7 +68,7 @@ impl<A: Aggregate> Given<A> {
                     self.history.push(event);
                 }
                 Err(error) => panic!(
-                    "given/when/then for {}: raw history record {} (type `{}`, schema version {}) does not decode: {error}\npayload: {}",
+                    "given/when/then for {} failed: raw history record {} (type `{}`, schema version {}) does not decode: {error}\npayload: {}",
                     A::TYPE,
                     index + 1,
                     raw.event_type,
@@ -172,13 +172,15 @@ impl<A: Aggregate> When<A> {
 
     #[track_caller]
     fn into_then(self) -> Then<A> {
+        if let Ok(events) = &self.outcome
+            && let Some(problem) = round_trip_problem(events)
+        {
+            self.fail(&problem, |_| {});
+        }
         let events = match self.outcome {
             Ok(events) => events,
             Err(_) => unreachable!("into_then is only called on success"),
         };
-        if let Some(problem) = round_trip_problem(&events) {
-            panic!("given/when/then for {}: {problem}", A::TYPE);
-        }
         let mut state = self.state;
         for event in &events {
             state.apply(event);
