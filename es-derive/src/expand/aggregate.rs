@@ -70,9 +70,10 @@ pub fn expand(input: TokenStream) -> TokenStream {
     quote!(#expanded #errors)
 }
 
-fn variant_of(event: &Path) -> &Ident {
-    // `check::aggregate_events` keeps only paths with a last segment.
-    &event.segments.last().expect("checked: events have a last segment").ident
+/// The enum variant of an event: the last segment of its path. `check::aggregate_events`
+/// keeps only paths that have one; the fallback only keeps this function total.
+fn variant_of(event: &Path) -> Ident {
+    event.segments.last().map_or_else(|| format_ident!("Event"), |segment| segment.ident.clone())
 }
 
 fn expand_with(input: &DeriveInput, args: &AggregateArgs, id: &TokenStream, events: &[Path]) -> TokenStream {
@@ -86,7 +87,7 @@ fn expand_with(input: &DeriveInput, args: &AggregateArgs, id: &TokenStream, even
         Some(error) => quote!(#error),
         None => quote!(::core::convert::Infallible),
     };
-    let variants: Vec<&Ident> = events.iter().map(variant_of).collect();
+    let variants: Vec<Ident> = events.iter().map(variant_of).collect();
     // Every use of an event goes through `<E as EventOps>`, spanned at its name in
     // `events(...)`: a type there that is not an event is then one error (rustc reports the
     // identical ones once), not one per trait the enum needs.
@@ -263,7 +264,7 @@ fn expand_with(input: &DeriveInput, args: &AggregateArgs, id: &TokenStream, even
     }
 }
 
-fn event_set_impl(p: &TokenStream, enum_name: &Ident, listed: &[TokenStream], variants: &[&Ident]) -> TokenStream {
+fn event_set_impl(p: &TokenStream, enum_name: &Ident, listed: &[TokenStream], variants: &[Ident]) -> TokenStream {
     quote! {
         #[automatically_derived]
         impl #p::EventSet for #enum_name {
