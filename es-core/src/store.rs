@@ -400,45 +400,36 @@ pub fn resolve_retry(
     batch: &[NewEvent],
     existing: Vec<Option<StoredEvent>>,
 ) -> Result<Option<Vec<StoredEvent>>, StoreError> {
-    for (index, event) in batch.iter().enumerate() {
-        if batch[..index].iter().any(|earlier| earlier.event_id == event.event_id) {
+    if batch.len() > 1 {
+        let mut seen = std::collections::HashSet::with_capacity(batch.len());
+        if let Some(event) = batch.iter().find(|event| !seen.insert(event.event_id)) {
             return Err(StoreError::DuplicateIdInBatch { event_id: event.event_id });
         }
     }
     if existing.iter().all(Option::is_none) {
         return Ok(None);
     }
-    let first_version = existing.first().and_then(|e| e.as_ref()).map(|e| e.stream_version);
-    let mut stored = Vec::with_capacity(batch.len());
-    for (offset, (event, found)) in batch.iter().zip(existing).enumerate() {
-        let fits = |found: &StoredEvent| {
-            found.stream_type == stream.stream_type
-                && found.stream_id == stream.id
-                && first_version.map(|v| v.0 + offset as u64) == Some(found.stream_version.0)
-                && event.same_content_as(found)
-        };
-        match found {
-            Some(found) if fits(&found) => stored.push(found),
-            Some(found) => {
-                return Err(StoreError::EventIdReused {
-                    event_id: event.event_id,
-                    existing_stream: StreamId::new(found.stream_type, found.stream_id),
-                    existing_version: found.stream_version,
-                });
-            }
-            None => {
-                // Part of the batch is stored and part is not: not a retry of one append.
-                let first = stored.first().map_or_else(
-                    || (StreamId::new("", ""), Version::NONE),
-                    |s: &StoredEvent| (StreamId::new(s.stream_type.clone(), s.stream_id.clone()), s.stream_version),
-                );
-                return Err(StoreError::EventIdReused {
-                    event_id: batch[0].event_id,
-                    existing_stream: first.0,
-                    existing_version: first.1,
-                });
-            }
+    // A retry has every id stored, in this stream, at consecutive versions, with the same
+    // content. Anything else reports the first stored id, where it really is.
+    let whole = existing.iter().all(Option::is_some);
+    let first_version = existing.first().and_then(Option::as_ref).map(|found| found.stream_version.0);
+    let fits = |offset: usize, event: &NewEvent, found: &StoredEvent| {
+        whole
+            && found.stream_type == stream.stream_type
+            && found.stream_id == stream.id
+            && first_version.map(|first| first + offset as u64) == Some(found.stream_version.0)
+            && event.same_content_as(found)
+    };
+    for (offset, (event, found)) in batch.iter().zip(&existing).enumerate() {
+        if let Some(found) = found
+            && !fits(offset, event, found)
+        {
+            return Err(StoreError::EventIdReused {
+                event_id: event.event_id,
+                existing_stream: StreamId::new(found.stream_type.clone(), found.stream_id.clone()),
+                existing_version: found.stream_version,
+            });
         }
     }
-    Ok(Some(stored))
+    Ok(Some(existing.into_iter().flatten().collect()))
 }

@@ -182,6 +182,15 @@ pub async fn reused_event_ids<S: EventStore>(store: S) {
     let mut partly = events(2);
     partly[1] = batch[0].clone();
     assert!(matches!(store.append(&s, ExpectedVersion::Any, partly).await, Err(StoreError::EventIdReused { .. })));
+    // The error names the id that is stored, and where it is, not an id of the new batch.
+    let mut partly = events(2);
+    partly[1] = batch[1].clone();
+    match store.append(&s, ExpectedVersion::Any, partly).await {
+        Err(StoreError::EventIdReused { event_id, existing_stream, existing_version }) => {
+            assert_eq!((event_id, existing_stream, existing_version), (batch[1].event_id, s.clone(), Version(2)));
+        }
+        other => panic!("expected EventIdReused for the stored id, got {other:?}"),
+    }
 
     let twice = event("Happened", 7);
     assert!(matches!(
