@@ -72,11 +72,4 @@ impl<A: Clone> AggregateCache<A> {
             inner.entries.remove(&oldest);
         }
     }
-
-    pub(crate) fn forget(&self, stream_id: &str) {
-        let mut inner = self.lock();
-        if let Some(old) = inner.entries.remove(stream_id) {
-            inner.by_use.remove(&old.used);
-        }
-    }
 }

@@ -233,7 +233,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// # Errors
     /// Store failures and events that do not decode.
     pub async fn load(&self, id: &A::Id) -> Result<Loaded<A>, RepositoryError<A::Error>> {
-        self.load_stream(&Self::stream_of(id), None).await
+        self.load_stream(&Self::stream_of(id), None, true).await
     }
 
     /// The state as it was at `version` (or at the current version, if the stream is
@@ -242,7 +242,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// # Errors
     /// Store failures and events that do not decode.
     pub async fn load_at(&self, id: &A::Id, version: Version) -> Result<Loaded<A>, RepositoryError<A::Error>> {
-        self.load_stream(&Self::stream_of(id), Some(version)).await
+        self.load_stream(&Self::stream_of(id), Some(version), false).await
     }
 
     /// The events of aggregate `id`, decoded, with their metadata.
@@ -337,7 +337,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             {
                 return Ok(done);
             }
-            let loaded = self.load_stream(&stream, None).await?;
+            // Not remembered in the cache here: `committed` caches the state after the append.
+            let loaded = self.load_stream(&stream, None, false).await?;
             let events = decide(&loaded.state).await.map_err(RepositoryError::Command)?;
             if events.is_empty() {
                 return Ok(Vec::new());
@@ -348,9 +349,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             match self.store.append(&stream, expected, new_events).await {
                 Ok(stored) => return Ok(self.committed(&stream, loaded, events, stored).await),
                 Err(error) if error.is_conflict() && attempt < self.retry.max_attempts => {
-                    if let Some(cache) = &self.cache {
-                        cache.forget(&stream.id);
-                    }
+                    // The cache needs no reset: the next load catches it up with the events
+                    // the other writer appended.
                     tokio::time::sleep(self.retry.backoff(attempt)).await;
                     attempt += 1;
                 }
@@ -429,16 +429,21 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         Ok(Some(done))
     }
 
+    /// Loads the state at `at` (the current one for `None`): from the cache or the latest
+    /// usable snapshot, then the events after it. `remember` puts the result in the cache
+    /// when it moved past what the cache held.
     async fn load_stream(
         &self,
         stream: &StreamId,
         at: Option<Version>,
+        remember: bool,
     ) -> Result<Loaded<A>, RepositoryError<A::Error>> {
         let mut loaded = Loaded { state: A::default(), version: Version::NONE };
         let cached = match (&self.cache, at) {
             (Some(cache), None) => cache.get(&stream.id),
             _ => None,
         };
+        let cached_version = cached.as_ref().map(|(_, version)| *version);
         if let Some((state, version)) = cached {
             loaded = Loaded { state, version };
         } else if let Some(policy) = A::SNAPSHOT
@@ -462,7 +467,11 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 }
             }
         }
-        let mut pages = StreamPages::new(&self.store, stream.clone(), loaded.version.next(), LOAD_PAGE);
+        // Time travel reads no more than it needs: pages no larger than the gap to `at`.
+        let page_size = at.map_or(LOAD_PAGE, |at| {
+            usize::try_from(at.0.saturating_sub(loaded.version.0)).unwrap_or(LOAD_PAGE).clamp(1, LOAD_PAGE)
+        });
+        let mut pages = StreamPages::new(&self.store, stream.clone(), loaded.version.next(), page_size);
         'pages: while let Some(page) = pages.next_page().await? {
             for record in &page {
                 if at.is_some_and(|at| record.stream_version > at) {
@@ -473,7 +482,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 loaded.version = record.stream_version;
             }
         }
-        if let (Some(cache), None) = (&self.cache, at) {
+        if remember
+            && cached_version != Some(loaded.version)
+            && let Some(cache) = &self.cache
+        {
             cache.put(&stream.id, loaded.state.clone(), loaded.version);
         }
         Ok(loaded)
