@@ -207,7 +207,10 @@ pub struct Snapshot {
 #[non_exhaustive]
 pub enum StoreError {
     /// The stream was not at the expected version; nothing was written.
-    #[error("version conflict on stream {stream}: expected {expected}, but it is at version {actual}")]
+    #[error(
+        "version conflict on stream {stream}: expected {expected}, but it is at version {actual}; \
+         another writer got there first: reload and decide again (`Repository::with_retry` does this)"
+    )]
     Conflict {
         /// The stream.
         stream: StreamId,
