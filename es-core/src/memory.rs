@@ -82,10 +82,11 @@ impl EventStore for InMemoryStore {
                 recorded_at,
             };
             inner.ids.insert(stored.event_id, index);
-            inner.streams.entry(stream.clone()).or_default().push(index);
             inner.events.push(stored.clone());
             committed.push(stored);
         }
+        let end = inner.events.len();
+        inner.streams.entry(stream.clone()).or_default().extend(end - committed.len()..end);
         Ok(committed)
     }
 
