@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use es::prelude::*;
-use es::{ExpectedVersion, NewEvent, StreamId};
+use es::{EventStore, ExpectedVersion, InMemoryStore, NewEvent, RawEvent, SqliteStore, StreamId};
 use tokio::runtime::Runtime;
 
 /// Money was paid in.
@@ -56,13 +56,7 @@ async fn fill<A: Aggregate, S: EventStore>(store: &S, id: &str, events: u64) {
     let mut written = 0;
     while written < events {
         let batch: Vec<NewEvent> = (0..(events - written).min(1000))
-            .map(|_| NewEvent {
-                event_id: Uuid::now_v7(),
-                event_type: "Deposited".into(),
-                schema_version: 1,
-                payload: r#"{"amount":3}"#.into(),
-                metadata: Metadata::new(),
-            })
+            .map(|_| NewEvent::new(RawEvent::new("Deposited", 1, r#"{"amount":3}"#)))
             .collect();
         written += batch.len() as u64;
         store.append(&stream, ExpectedVersion::Any, batch).await.expect("fill failed");

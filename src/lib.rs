@@ -118,21 +118,34 @@
 //! | `name = "..."` | the stream type; the struct's name by default |
 //! | `crate = path` | where the `es` crate is, if renamed |
 
-pub use es_core::*;
+pub use es_core::{
+    Aggregate, AppendOutcome, Appended, Apply, Checkpoint, CommandOptions, DecodeError, DecodeErrorKind, Envelope,
+    Event, EventSet, EventStore, Executed, ExpectedVersion, InMemoryStore, IntoEvents, Loaded, Metadata, NewEvent,
+    Position, RawEvent, ReadAllFilter, Repository, RepositoryError, RetryPolicy, Snapshot, SnapshotPolicy, StoreError,
+    StoredEvent, StreamId, UpcastError, Version, decode_raw, decode_record, record, repository, schema, store, timer,
+};
 pub use es_derive::{Aggregate, event};
 #[cfg(feature = "sqlite")]
 pub use es_sqlite::SqliteStore;
 pub use uuid::Uuid;
 
-/// Everything a domain module needs: `use es::prelude::*;`.
+#[cfg(feature = "testing")]
+pub use es_core::conformance_suite;
+
+mod any_store;
+pub use any_store::{AnyStore, AnyStoreError};
+
+/// Given/when/then for aggregates (`use es::testing::*;`), and the store conformance suite
+/// (feature `testing`).
+pub mod testing {
+    pub use crate::{EventSet, RawEvent};
+    pub use es_core::testing::*;
+}
+
+/// What domain code needs: `use es::prelude::*;`. The harness is in [`testing`](crate::testing),
+/// the store contract in [`store`](crate::store).
 pub mod prelude {
-    #[cfg(feature = "sqlite")]
-    pub use crate::SqliteStore;
-    pub use crate::testing::Scenario;
-    pub use crate::{
-        Aggregate, Apply, CommandOptions, Envelope, Event, EventSet, EventStore, InMemoryStore, IntoEvents, Metadata,
-        RawEvent, Repository, RetryPolicy, Uuid, Version, event,
-    };
+    pub use crate::{Aggregate, Apply, CommandOptions, Event, Repository, RetryPolicy, Uuid, Version, event};
     pub use serde::{Deserialize, Serialize};
 }
 

@@ -8,6 +8,7 @@ use domain::{
     MoneyWithdrawn,
 };
 use es::prelude::*;
+use es::testing::*;
 
 fn opened(owner: &str, initial_deposit: u64) -> AccountOpened {
     AccountOpened { owner: owner.into(), initial_deposit }

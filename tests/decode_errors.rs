@@ -6,7 +6,8 @@ use std::panic::catch_unwind;
 use std::time::SystemTime;
 
 use es::prelude::*;
-use es::{DecodeError, DecodeErrorKind, Position, StoredEvent, UpcastError, decode_record};
+use es::testing::*;
+use es::{DecodeError, DecodeErrorKind, Metadata, Position, RawEvent, StoredEvent, StreamId, UpcastError, decode_record};
 use serde_json::Value;
 
 /// The first target temperature: whole degrees.
@@ -81,26 +82,34 @@ const STREAM_ID: &str = "0190a5c4-7d2e-7000-8000-00000000002a";
 fn record(event_type: &str, schema_version: u32, payload: &str) -> StoredEvent {
     StoredEvent {
         position: Position(41),
-        stream_type: "thermostat".into(),
-        stream_id: STREAM_ID.into(),
+        stream: StreamId::new("thermostat", STREAM_ID),
         stream_version: Version(7),
         event_id: Uuid::from_u128(0x0190_a5c4_7d2e_7000_8000_0000_0000_0001),
-        event_type: event_type.into(),
-        schema_version,
-        payload: payload.into(),
         metadata: Metadata::new().with_header("user", "ann"),
         recorded_at: SystemTime::UNIX_EPOCH,
+        event: RawEvent::new(event_type, schema_version, payload),
     }
+}
+
+/// The error and its sources, as a chain printer (anyhow's `{:#}`) shows them.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Decodes a record that must fail, and checks everything every error must say.
 fn decode_error(event_type: &str, schema_version: u32, payload: &str) -> DecodeError {
-    let error = match decode_record::<Thermostat>(&record(event_type, schema_version, payload)) {
+    let error = match decode_record::<Thermostat>(record(event_type, schema_version, payload)) {
         Ok(envelope) => panic!("{event_type} v{schema_version} {payload} decoded to {:?}", envelope.event),
         Err(error) => error,
     };
-    assert_eq!(error.stream_type, "thermostat");
-    assert_eq!(error.stream_id, STREAM_ID);
+    assert_eq!(error.stream, StreamId::new("thermostat", STREAM_ID));
     assert_eq!(error.stream_version, Version(7));
     assert_eq!(error.event_type, event_type);
     assert_eq!(error.schema_version, schema_version);
@@ -110,8 +119,11 @@ fn decode_error(event_type: &str, schema_version: u32, payload: &str) -> DecodeE
     );
     assert!(text.starts_with(&place), "{text}");
     assert!(text.ends_with(&error.kind.to_string()), "the message must end with what is wrong: {text}");
-    let source = error.source().expect("a decode error has its kind as source");
-    assert_eq!(source.to_string(), error.kind.to_string());
+    // The kind is part of the message, so the source is the kind's own cause: a chain printer
+    // shows each part once.
+    assert_eq!(error.source().map(ToString::to_string), error.kind.source().map(ToString::to_string));
+    let full = chain(&error);
+    assert_eq!(full.matches(&error.kind.to_string()).count(), 1, "each cause once: {full}");
 
     // The event set reports the same kind without the stream.
     let kind = ThermostatEvent::decode(event_type, schema_version, payload).unwrap_err();
@@ -128,10 +140,10 @@ fn payload_error(error: &DecodeError) -> (&'static str, u32, &serde_json::Error)
 
 #[test]
 fn a_good_record_decodes_with_its_envelope() {
-    let envelope = decode_record::<Thermostat>(&record("TargetSet", 1, r#"{"degrees":21}"#)).unwrap();
+    let envelope = decode_record::<Thermostat>(record("TargetSet", 1, r#"{"degrees":21}"#)).unwrap();
     assert_eq!(envelope.event, ThermostatEvent::TargetSet(TargetSet { tenths: 210 }));
     assert_eq!((envelope.position, envelope.stream_version), (Position(41), Version(7)));
-    assert_eq!((envelope.stream_type.as_str(), envelope.stream_id.as_str()), ("thermostat", STREAM_ID));
+    assert_eq!((envelope.stream.stream_type(), envelope.stream.id()), ("thermostat", STREAM_ID));
     assert_eq!(envelope.metadata.headers["user"], "ann");
     Thermostat::given(envelope.event)
         .when(|_| Ok::<_, std::convert::Infallible>(ModeChanged { mode: "eco".into(), boost: true }))
@@ -171,7 +183,7 @@ fn a_schema_version_newer_than_the_code_is_refused() {
         }
         assert!(
             error.to_string().ends_with(&format!(
-                "schema version {found} is newer than this code, which reads up to version {newest}"
+                "schema version {found} is newer than this code, which reads up to version {newest}: deploy the newer code"
             )),
             "{error}"
         );
@@ -208,7 +220,7 @@ fn a_field_of_the_wrong_type_is_a_payload_error() {
     let (rust_type, version, source) = payload_error(&error);
     assert_eq!((rust_type, version), ("TargetSet", 2));
     assert!(source.is_data(), "{source}");
-    let text = error.to_string();
+    let text = chain(&error);
     assert!(text.contains("the payload does not fit `TargetSet` (version 2): invalid type: string \"warm\""), "{text}");
 }
 
@@ -218,7 +230,7 @@ fn a_missing_field_is_a_payload_error() {
     let (rust_type, version, source) = payload_error(&error);
     assert_eq!((rust_type, version), ("ModeChanged", 3));
     assert!(source.to_string().contains("missing field `boost`"), "{source}");
-    assert!(error.to_string().contains("missing field `boost`"), "{error}");
+    assert!(chain(&error).contains("missing field `boost`"), "{error}");
 }
 
 #[test]
@@ -227,7 +239,7 @@ fn a_payload_that_is_not_json_is_a_payload_error() {
     let (rust_type, version, source) = payload_error(&error);
     assert_eq!((rust_type, version), ("TargetSet", 2));
     assert!(source.is_syntax(), "{source}");
-    assert!(error.to_string().contains("expected value at line 1 column 1"), "{error}");
+    assert!(chain(&error).contains("expected value at line 1 column 1"), "{error}");
 
     for payload in ["", "{", "null", "[]", "42", r#"{"tenths":1}trailing"#] {
         let error = decode_error("TargetSet", 2, payload);
@@ -251,7 +263,7 @@ fn an_old_version_that_is_not_json_is_a_payload_error_of_that_version() {
     let (_, version, source) = payload_error(&error);
     assert_eq!(version, 2);
     assert!(source.is_syntax(), "{source}");
-    assert!(error.to_string().contains("(version 2): expected value at line 1 column 1"), "{error}");
+    assert!(chain(&error).contains("(version 2): expected value at line 1 column 1"), "{error}");
 }
 
 #[test]
@@ -272,12 +284,12 @@ fn a_json_upcaster_that_refuses_is_an_upcast_error() {
     assert_eq!(*from, 2);
     assert_eq!(source.to_string(), r#"version 2 knew only the modes eco and comfort, not "turbo""#);
     assert!(
-        error.to_string().ends_with(
+        chain(&error).ends_with(
             r#"upcasting from schema version 2 failed: version 2 knew only the modes eco and comfort, not "turbo""#
         ),
         "{error}"
     );
-    let inner = error.source().and_then(|kind| kind.source()).expect("the upcast error is the kind's source");
+    let inner = error.source().expect("the upcast error is the decode error's source");
     assert_eq!(inner.to_string(), source.to_string());
     assert!(inner.downcast_ref::<UpcastError>().is_some());
 }
@@ -285,10 +297,10 @@ fn a_json_upcaster_that_refuses_is_an_upcast_error() {
 #[test]
 fn the_source_chain_reaches_serde_json() {
     let error = decode_error("TargetSet", 2, r#"{"tenths":true}"#);
-    let kind = error.source().expect("the kind");
-    assert!(kind.downcast_ref::<DecodeErrorKind>().is_some());
-    let json = kind.source().expect("the serde_json error");
+    // The kind is in the message; the source is serde_json's error itself.
+    let json = error.source().expect("the serde_json error");
     assert!(json.downcast_ref::<serde_json::Error>().is_some(), "{json}");
+    assert!(json.source().is_none());
 }
 
 #[test]
@@ -312,7 +324,7 @@ fn garbage_never_panics() {
         for version in versions {
             for payload in payloads {
                 let outcome = catch_unwind(|| {
-                    let _ = decode_record::<Thermostat>(&record(event_type, version, payload));
+                    let _ = decode_record::<Thermostat>(record(event_type, version, payload));
                     let _ = ThermostatEvent::decode(event_type, version, payload);
                 });
                 assert!(outcome.is_ok(), "{event_type:?} v{version} {payload:?} panicked");

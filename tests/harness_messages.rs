@@ -8,6 +8,7 @@ use std::panic::{self, AssertUnwindSafe, PanicHookInfo, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use es::prelude::*;
+use es::testing::*;
 
 // --- a wallet -----------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@
 
 use es::UpcastError;
 use es::prelude::*;
+use es::testing::*;
 use serde_json::{Value, json};
 
 /// A ledger was opened. It was called `LedgerCreated` once.

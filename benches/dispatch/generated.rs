@@ -4,6 +4,7 @@
 
 use std::hint::black_box;
 
+use es::EventSet;
 use es::prelude::*;
 use es::{DecodeErrorKind, UpcastError};
 

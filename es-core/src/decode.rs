@@ -1,22 +1,20 @@
 //! Typed errors for stored data that does not decode, and the decoding of a stored record.
+//!
+//! Error messages follow one rule, so that a chain printer (anyhow's `{:#}`, eyre) shows each
+//! cause once: an error's message says what went wrong at its level, and the lower-level cause
+//! (serde_json's message, an upcaster's own error) is its `source()`, not part of its message.
 
 use std::fmt;
 
 use crate::aggregate::Aggregate;
 use crate::event::EventSet;
-use crate::record::{Envelope, StoredEvent, Version};
+use crate::record::{Envelope, RawEvent, StoredEvent, StreamId, Version};
 
 /// A stored event that could not be read into today's types, with where it was found.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "cannot decode event {stream_version} of stream {stream_type}/{stream_id} \
-     (type `{event_type}`, schema version {schema_version}): {kind}"
-)]
+#[derive(Debug)]
 pub struct DecodeError {
-    /// The aggregate type of the stream.
-    pub stream_type: String,
-    /// The stream's id.
-    pub stream_id: String,
+    /// The stream.
+    pub stream: StreamId,
     /// The event's version within the stream.
     pub stream_version: Version,
     /// The stored type name.
@@ -24,8 +22,28 @@ pub struct DecodeError {
     /// The stored schema version.
     pub schema_version: u32,
     /// What is wrong with it.
-    #[source]
     pub kind: DecodeErrorKind,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot decode event {} of stream {} (type `{}`, schema version {}): {}",
+            self.stream_version,
+            self.stream,
+            crate::store::bounded(&self.event_type),
+            self.schema_version,
+            self.kind
+        )
+    }
+}
+
+/// The kind is part of this error's message; its own cause is this error's source.
+impl std::error::Error for DecodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.kind)
+    }
 }
 
 /// What is wrong with a stored event.
@@ -39,7 +57,7 @@ pub enum DecodeErrorKind {
         known: &'static [&'static str],
     },
     /// The record was written by newer code.
-    #[error("schema version {found} is newer than this code, which reads up to version {newest}")]
+    #[error("schema version {found} is newer than this code, which reads up to version {newest}: deploy the newer code")]
     FutureVersion {
         /// The stored schema version.
         found: u32,
@@ -57,8 +75,8 @@ pub enum DecodeErrorKind {
         /// The oldest version this code reads.
         oldest: u32,
     },
-    /// The JSON does not fit the struct of its version.
-    #[error("the payload does not fit `{rust_type}` (version {version}): {source}")]
+    /// The JSON does not fit the struct of its version; serde_json's message is the source.
+    #[error("the payload does not fit `{rust_type}` (version {version})")]
     Payload {
         /// The struct the payload was read as.
         rust_type: &'static str,
@@ -68,8 +86,8 @@ pub enum DecodeErrorKind {
         #[source]
         source: serde_json::Error,
     },
-    /// A JSON upcaster refused the payload.
-    #[error("upcasting from schema version {from} failed: {source}")]
+    /// A JSON upcaster refused the payload; its error is the source.
+    #[error("upcasting from schema version {from} failed")]
     Upcast {
         /// The version the upcaster reads.
         from: u32,
@@ -80,59 +98,64 @@ pub enum DecodeErrorKind {
 }
 
 /// Why a JSON upcaster (`upcast_json(...)`) could not turn one version's payload into the next.
+///
+/// Its message says what the upcaster found; the error that made it refuse, if any, is kept as
+/// its source (`UpcastError::from(serde_json_error)`, [`UpcastError::because`]).
 #[derive(Debug)]
-pub struct UpcastError(String);
+pub struct UpcastError {
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
 
 impl UpcastError {
     /// An error with this message.
     pub fn new(message: impl fmt::Display) -> Self {
-        Self(message.to_string())
+        Self { message: message.to_string(), source: None }
+    }
+
+    /// An error with this message, caused by `source`.
+    pub fn because(message: impl fmt::Display, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self { message: message.to_string(), source: Some(Box::new(source)) }
     }
 }
 
 impl fmt::Display for UpcastError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for UpcastError {}
+impl std::error::Error for UpcastError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|source| source as &(dyn std::error::Error + 'static))
+    }
+}
 
 impl From<serde_json::Error> for UpcastError {
     fn from(error: serde_json::Error) -> Self {
-        Self::new(error)
+        Self::because("the payload is not the JSON this upcaster reads", error)
     }
+}
+
+/// Decodes a raw event of aggregate `A` found in `stream` at `version` into today's event type.
+///
+/// # Errors
+/// A [`DecodeError`] naming the stream, the version and the event type.
+pub fn decode_raw<A: Aggregate>(stream: &StreamId, version: Version, raw: &RawEvent) -> Result<A::Event, DecodeError> {
+    A::Event::decode(&raw.event_type, raw.schema_version, &raw.payload).map_err(|kind| DecodeError {
+        stream: stream.clone(),
+        stream_version: version,
+        event_type: raw.event_type.clone(),
+        schema_version: raw.schema_version,
+        kind,
+    })
 }
 
 /// Decodes a stored record of aggregate `A` into an envelope of today's event type.
 ///
 /// # Errors
 /// A [`DecodeError`] naming the stream, the version and the event type.
-pub fn decode_record<A: Aggregate>(record: &StoredEvent) -> Result<Envelope<A::Event>, DecodeError> {
-    let event = decode_event::<A>(record)?;
-    Ok(Envelope {
-        position: record.position,
-        stream_type: record.stream_type.clone(),
-        stream_id: record.stream_id.clone(),
-        stream_version: record.stream_version,
-        event_id: record.event_id,
-        metadata: record.metadata.clone(),
-        recorded_at: record.recorded_at,
-        event,
-    })
-}
-
-/// Decodes only the event of a stored record (no envelope), for folding into state.
-///
-/// # Errors
-/// A [`DecodeError`] naming the stream, the version and the event type.
-pub fn decode_event<A: Aggregate>(record: &StoredEvent) -> Result<A::Event, DecodeError> {
-    A::Event::decode(&record.event_type, record.schema_version, &record.payload).map_err(|kind| DecodeError {
-        stream_type: record.stream_type.clone(),
-        stream_id: record.stream_id.clone(),
-        stream_version: record.stream_version,
-        event_type: record.event_type.clone(),
-        schema_version: record.schema_version,
-        kind,
-    })
+pub fn decode_record<A: Aggregate>(record: StoredEvent) -> Result<Envelope<A::Event>, DecodeError> {
+    let (stream, version) = (record.stream.clone(), record.stream_version);
+    record.try_map(|raw| decode_raw::<A>(&stream, version, &raw))
 }

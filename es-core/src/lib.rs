@@ -1,30 +1,36 @@
-//! The runtime of [es](https://docs.rs/es): the traits the macros implement, the record a store
-//! hands back, decoding with upcasting, the given/when/then harness and the schema model.
+//! The runtime of [es](https://docs.rs/es): the traits the macros implement, the records every
+//! store shares, decoding with upcasting, the repository, the given/when/then harness and the
+//! schema model.
 //!
 //! Users depend on the facade crate `es`, which re-exports everything here together with the
-//! `#[event]` and `#[derive(Aggregate)]` macros.
+//! `#[event]` and `#[derive(Aggregate)]` macros. The layers:
+//!
+//! - [`record`]: one vocabulary of records ([`RawEvent`], [`NewEvent`], [`Envelope`]).
+//! - [`store`]: the [`EventStore`] contract, and [`store::kit`], the rules every store shares.
+//! - [`repository`]: load, decide, append; snapshots, cache, retries, command ids.
+//! - [`timer`]: sleeping on any executor.
+//! - [`testing`]: given/when/then, and the store conformance suite (feature `testing`).
 
 mod aggregate;
-mod cache;
 mod decode;
 mod event;
 mod memory;
-mod record;
+pub mod record;
 pub mod repository;
 pub mod schema;
 pub mod store;
 pub mod testing;
+pub mod timer;
 
 #[doc(hidden)]
 pub mod __private;
 
 pub use aggregate::{Aggregate, SnapshotPolicy};
-pub use decode::{DecodeError, DecodeErrorKind, UpcastError, decode_event, decode_record};
+pub use decode::{DecodeError, DecodeErrorKind, UpcastError, decode_raw, decode_record};
 pub use event::{Apply, Event, EventSet, IntoEvents};
 pub use memory::InMemoryStore;
-pub use record::{Envelope, Metadata, Position, RawEvent, StoredEvent, Version};
-pub use repository::{CommandOptions, Loaded, Repository, RepositoryError, RetryPolicy};
+pub use record::{Envelope, Metadata, NewEvent, Position, RawEvent, StoredEvent, StreamId, Version};
+pub use repository::{CommandOptions, Executed, Loaded, Repository, RepositoryError, RetryPolicy};
 pub use store::{
-    AllEventsPage, Checkpoint, EventStore, ExpectedVersion, NewEvent, ReadAllFilter, Snapshot, StoreError, StreamId,
-    StreamPages,
+    AppendOutcome, Appended, Checkpoint, EventStore, ExpectedVersion, ReadAllFilter, Snapshot, StoreError,
 };

@@ -7,16 +7,45 @@ use std::time::SystemTime;
 
 use uuid::Uuid;
 
-use crate::record::{Position, StoredEvent, Version};
+use crate::store::kit::{self, resolve_retry};
 use crate::store::{
-    AllEventsPage, Checkpoint, EventStore, ExpectedVersion, NewEvent, ReadAllFilter, Snapshot, StoreError, StreamId,
-    resolve_retry,
+    AllEventsPage, Appended, Checkpoint, EventStore, ExpectedVersion, NewEvent, Position, ReadAllFilter, Snapshot,
+    StoreError, StoreOrigin, StoredEvent, StreamId, Version,
 };
 
 /// An [`EventStore`] in memory. Clones share the same events.
-#[derive(Clone, Default)]
+///
+/// ```
+/// # use es_core::{EventStore, ExpectedVersion, InMemoryStore, NewEvent, RawEvent, StreamId};
+/// # futures_lite_free(async {
+/// let store = InMemoryStore::new();
+/// let stream = StreamId::new("Counter", "1");
+/// let event = NewEvent::new(RawEvent::new("Incremented", 1, r#"{"by":1}"#));
+/// let appended = store.append(&stream, ExpectedVersion::NoStream, vec![event]).await.unwrap();
+/// assert!(appended.was_written());
+/// # });
+/// # fn futures_lite_free(f: impl std::future::Future<Output = ()>) {
+/// #     let waker = std::task::Waker::noop();
+/// #     let mut f = std::pin::pin!(f);
+/// #     assert!(f.as_mut().poll(&mut std::task::Context::from_waker(waker)).is_ready());
+/// # }
+/// ```
+#[derive(Clone)]
 pub struct InMemoryStore {
     inner: Arc<Mutex<Inner>>,
+    origin: StoreOrigin,
+}
+
+impl Default for InMemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for InMemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryStore").field("origin", &self.origin).finish_non_exhaustive()
+    }
 }
 
 #[derive(Default)]
@@ -33,13 +62,17 @@ impl InMemoryStore {
     /// An empty store.
     #[must_use]
     pub fn new() -> Self {
-        Self::default()
+        Self { inner: Arc::default(), origin: StoreOrigin::new("memory", Uuid::new_v4()) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave `Inner` half-written: every mutation
         // happens after all checks, with no fallible step in between.
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn checkpoint_after(&self, position: Position) -> Checkpoint {
+        Checkpoint::new(&self.origin, [position.0, 0])
     }
 }
 
@@ -55,11 +88,14 @@ impl EventStore for InMemoryStore {
         stream: &StreamId,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
+    ) -> Result<Appended, StoreError> {
+        kit::check_batch(&events)?;
         let mut inner = self.lock();
-        let existing = events.iter().map(|e| inner.ids.get(&e.event_id).map(|&i| inner.events[i].clone())).collect();
-        if let Some(stored) = resolve_retry(stream, &events, existing)? {
-            return Ok(stored);
+        if events.iter().any(|e| inner.ids.contains_key(&e.event_id)) {
+            let existing = events.iter().map(|e| inner.ids.get(&e.event_id).map(|&i| inner.events[i].clone())).collect();
+            if let Some(stored) = resolve_retry(stream, &events, existing)? {
+                return Ok(Appended::already_stored(stored));
+            }
         }
         let actual = inner.version_of(stream);
         if !expected.admits(actual) {
@@ -67,27 +103,30 @@ impl EventStore for InMemoryStore {
         }
         let recorded_at = SystemTime::now();
         let mut committed = Vec::with_capacity(events.len());
+        let first = inner.events.len();
         for (offset, event) in events.into_iter().enumerate() {
-            let index = inner.events.len();
+            let index = first + offset;
             let stored = StoredEvent {
                 position: Position(index as u64 + 1),
-                stream_type: stream.stream_type.clone(),
-                stream_id: stream.id.clone(),
+                stream: stream.clone(),
                 stream_version: Version(actual.0 + offset as u64 + 1),
                 event_id: event.event_id,
-                event_type: event.event_type,
-                schema_version: event.schema_version,
-                payload: event.payload,
                 metadata: event.metadata,
                 recorded_at,
+                event: event.event,
             };
             inner.ids.insert(stored.event_id, index);
             inner.events.push(stored.clone());
             committed.push(stored);
         }
         let end = inner.events.len();
-        inner.streams.entry(stream.clone()).or_default().extend(end - committed.len()..end);
-        Ok(committed)
+        match inner.streams.get_mut(stream) {
+            Some(indexes) => indexes.extend(first..end),
+            None => {
+                inner.streams.insert(stream.clone(), (first..end).collect());
+            }
+        }
+        Ok(Appended::written(committed))
     }
 
     async fn read_stream(
@@ -98,7 +137,7 @@ impl EventStore for InMemoryStore {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let inner = self.lock();
         let Some(indexes) = inner.streams.get(stream) else { return Ok(Vec::new()) };
-        let skip = usize::try_from(from.0.saturating_sub(1)).unwrap_or(usize::MAX);
+        let skip = usize::try_from(kit::first_wanted(from).0 - 1).unwrap_or(usize::MAX);
         Ok(indexes.iter().skip(skip).take(limit).map(|&i| inner.events[i].clone()).collect())
     }
 
@@ -108,24 +147,33 @@ impl EventStore for InMemoryStore {
 
     async fn read_all(
         &self,
-        from: Checkpoint,
+        from: &Checkpoint,
         filter: &ReadAllFilter,
         limit: usize,
     ) -> Result<AllEventsPage, StoreError> {
+        let after = from.resolve(&self.origin)?.map_or(0, |[position, _]| position);
         let inner = self.lock();
-        let start = usize::try_from(from.to_u64()).unwrap_or(usize::MAX).min(inner.events.len());
+        let start = usize::try_from(after).unwrap_or(usize::MAX).min(inner.events.len());
         let mut events = Vec::new();
-        let mut next = from;
+        let mut next = from.clone();
         for event in &inner.events[start..] {
             if events.len() == limit {
                 break;
             }
-            next = Checkpoint::after(event.position);
+            next = self.checkpoint_after(event.position);
             if filter.admits(event) {
-                events.push(event.clone());
+                events.push((event.clone(), next.clone()));
             }
         }
-        Ok(AllEventsPage { events, next })
+        Ok(AllEventsPage::new(events, next))
+    }
+
+    async fn head(&self) -> Result<Checkpoint, StoreError> {
+        let inner = self.lock();
+        Ok(match inner.events.len() {
+            0 => Checkpoint::START,
+            len => self.checkpoint_after(Position(len as u64)),
+        })
     }
 
     async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {

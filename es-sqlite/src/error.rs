@@ -1,37 +1,35 @@
-//! The backend error this crate puts inside [`StoreError::Backend`]: what the store was doing,
-//! and rusqlite's error as its source.
+//! rusqlite's errors as classified [`BackendError`]s: what the store was doing, how SQLite
+//! failed (busy, full, read-only, …: whether a retry may help), and rusqlite's error as the
+//! source, never repeated in the message.
 
-use std::fmt;
+use std::borrow::Cow;
 
 use es_core::StoreError;
+use es_core::store::{BackendError, BackendErrorKind};
+use rusqlite::ErrorCode;
 
-/// A failed SQLite call and what it was for.
-#[derive(Debug)]
-struct SqliteError {
-    context: String,
-    source: rusqlite::Error,
-}
-
-impl fmt::Display for SqliteError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.context, self.source)
+/// How SQLite failed.
+pub(crate) fn classify(error: &rusqlite::Error) -> BackendErrorKind {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => BackendErrorKind::Busy,
+        Some(ErrorCode::DiskFull) => BackendErrorKind::StorageFull,
+        Some(ErrorCode::ReadOnly) => BackendErrorKind::ReadOnly,
+        Some(ErrorCode::PermissionDenied | ErrorCode::CannotOpen) => BackendErrorKind::PermissionDenied,
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => BackendErrorKind::NotADatabase,
+        Some(ErrorCode::SystemIoFailure) => BackendErrorKind::Io,
+        Some(ErrorCode::TooBig) => BackendErrorKind::OutOfRange,
+        _ => BackendErrorKind::Other,
     }
 }
 
-impl std::error::Error for SqliteError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
-
-/// A backend error for `source`, explaining it with `context`.
-pub(crate) fn sqlite_error(context: impl Into<String>, source: rusqlite::Error) -> StoreError {
-    StoreError::backend(SqliteError { context: context.into(), source })
+/// A classified backend error for `source`, explaining it with `context`.
+pub(crate) fn sqlite_error(context: impl Into<Cow<'static, str>>, source: rusqlite::Error) -> StoreError {
+    BackendError::new(classify(&source), context).with_source(source).into()
 }
 
 /// `.context("what we were doing")` on rusqlite results.
 pub(crate) trait Context<T> {
-    /// Turns an error into a [`StoreError::Backend`] that says what failed.
+    /// Turns an error into a classified [`StoreError::Backend`] that says what failed.
     fn context(self, context: &'static str) -> Result<T, StoreError>;
 }
 

@@ -97,9 +97,11 @@ use std::time::{Duration, SystemTime};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use uuid::Uuid;
 
+use es_core::store::kit::{self, resolve_retry};
+use es_core::store::{AllEventsPage, Appended, StoreOrigin};
 use es_core::{
-    AllEventsPage, Checkpoint, EventStore, ExpectedVersion, NewEvent, Position, ReadAllFilter, Snapshot, StoreError,
-    StoredEvent, StreamId, Version, store::resolve_retry,
+    Checkpoint, EventStore, ExpectedVersion, NewEvent, Position, ReadAllFilter, Snapshot, StoreError, StoredEvent,
+    StreamId, Version,
 };
 
 use crate::error::{Context, sqlite_error};
@@ -126,6 +128,8 @@ struct Inner {
     readers: Option<ReaderPool>,
     /// What was opened, for `Debug`.
     location: String,
+    /// Which store this is, carried by every checkpoint it hands out.
+    origin: StoreOrigin,
 }
 
 struct ReaderPool {
@@ -168,11 +172,13 @@ impl SqliteStore {
         // Readers open the same file even if the working directory changes later.
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let first_reader = open_reader(&path)?;
+        let origin = StoreOrigin::new("sqlite", schema::store_id(&writer)?);
         Ok(Self {
             inner: Arc::new(Inner {
                 writer: Mutex::new(writer),
                 readers: Some(ReaderPool { path, idle: Mutex::new(vec![first_reader]) }),
                 location,
+                origin,
             }),
         })
     }
@@ -189,7 +195,8 @@ impl SqliteStore {
     fn single_connection(mut connection: Connection, location: String) -> Result<Self, StoreError> {
         configure_writer(&connection).map_err(|error| open_error(&location, error))?;
         schema::migrate(&mut connection)?;
-        Ok(Self { inner: Arc::new(Inner { writer: Mutex::new(connection), readers: None, location }) })
+        let origin = StoreOrigin::new("sqlite", schema::store_id(&connection)?);
+        Ok(Self { inner: Arc::new(Inner { writer: Mutex::new(connection), readers: None, location, origin }) })
     }
 
     /// Runs `work` where blocking is allowed: on Tokio's blocking pool inside a runtime, inline
@@ -204,7 +211,12 @@ impl SqliteStore {
             Ok(runtime) => match runtime.spawn_blocking(move || work(&inner)).await {
                 Ok(result) => result,
                 Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-                Err(error) => Err(StoreError::backend(error)),
+                Err(error) => Err(es_core::store::BackendError::new(
+                    es_core::store::BackendErrorKind::Other,
+                    "the blocking task running an SQLite call was cancelled",
+                )
+                .with_source(error)
+                .into()),
             },
             Err(_) => work(&inner),
         }
@@ -283,7 +295,7 @@ const INSERT_EVENT: &str = "INSERT INTO events (stream_type, stream_id, stream_v
 fn stream_version(connection: &Connection, stream: &StreamId) -> Result<Version, StoreError> {
     let mut statement = connection.prepare_cached(SELECT_STREAM_VERSION).context("cannot read a stream's version")?;
     let value: i64 = statement
-        .query_row(params![stream.stream_type, stream.id], |row| row.get(0))
+        .query_row(params![stream.stream_type(), stream.id()], |row| row.get(0))
         .context("cannot read a stream's version")?;
     rows::stream_version(stream, value)
 }
@@ -295,10 +307,11 @@ fn find_event(connection: &Connection, event_id: Uuid) -> Result<Option<StoredEv
 
 fn to_sql_integer(value: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| {
-        StoreError::backend(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
+        es_core::store::BackendError::new(
+            es_core::store::BackendErrorKind::OutOfRange,
             format!("{what} {value} is beyond what SQLite stores (at most {})", i64::MAX),
-        ))
+        )
+        .into()
     })
 }
 
@@ -307,7 +320,8 @@ fn append(
     stream: &StreamId,
     expected: ExpectedVersion,
     events: Vec<NewEvent>,
-) -> Result<Vec<StoredEvent>, StoreError> {
+) -> Result<Appended, StoreError> {
+    kit::check_batch(&events)?;
     // IMMEDIATE takes the write lock up front, so the id lookups and the version check below
     // see the state the inserts will commit on: nobody else can write in between.
     let transaction = connection
@@ -315,7 +329,7 @@ fn append(
         .context("cannot start an append transaction")?;
     let existing = events.iter().map(|event| find_event(&transaction, event.event_id)).collect::<Result<_, _>>()?;
     if let Some(stored) = resolve_retry(stream, &events, existing)? {
-        return Ok(stored); // Nothing written: dropping the transaction rolls it back.
+        return Ok(Appended::already_stored(stored)); // Nothing written: dropping the transaction rolls it back.
     }
     let actual = stream_version(&transaction, stream)?;
     if !expected.admits(actual) {
@@ -329,16 +343,21 @@ fn append(
         let mut insert = transaction.prepare_cached(INSERT_EVENT).context("cannot append events")?;
         for (offset, event) in events.into_iter().enumerate() {
             let version = Version(actual.0 + offset as u64 + 1);
-            let metadata = serde_json::to_string(&event.metadata).map_err(StoreError::backend)?;
+            let metadata = serde_json::to_string(&event.metadata).map_err(|error| {
+                StoreError::from(
+                    es_core::store::BackendError::new(es_core::store::BackendErrorKind::Other, "cannot encode metadata")
+                        .with_source(error),
+                )
+            })?;
             insert
                 .execute(params![
-                    stream.stream_type,
-                    stream.id,
+                    stream.stream_type(),
+                    stream.id(),
                     to_sql_integer(version.0, "stream version")?,
                     event.event_id.as_bytes(),
-                    event.event_type,
-                    event.schema_version,
-                    event.payload,
+                    event.event.event_type,
+                    event.event.schema_version,
+                    event.event.payload,
                     metadata,
                     micros,
                 ])
@@ -350,20 +369,17 @@ fn append(
             let position = u64::try_from(transaction.last_insert_rowid()).unwrap_or(0);
             committed.push(StoredEvent {
                 position: Position(position),
-                stream_type: stream.stream_type.clone(),
-                stream_id: stream.id.clone(),
+                stream: stream.clone(),
                 stream_version: version,
                 event_id: event.event_id,
-                event_type: event.event_type,
-                schema_version: event.schema_version,
-                payload: event.payload,
                 metadata: event.metadata,
                 recorded_at,
+                event: event.event,
             });
         }
     }
     transaction.commit().context("cannot commit an append")?;
-    Ok(committed)
+    Ok(Appended::written(committed))
 }
 
 fn read_stream(
@@ -375,6 +391,8 @@ fn read_stream(
     if limit == 0 {
         return Ok(Vec::new());
     }
+    // From version 1 there is no lower bound, so a row at version 0 or below is read and
+    // refused by the check instead of being filtered out.
     const SQL: &str = concat!(
         "SELECT ",
         event_columns!(),
@@ -382,9 +400,13 @@ fn read_stream(
          ORDER BY stream_version LIMIT ?4"
     );
     let mut statement = connection.prepare_cached(SQL).context("cannot read a stream")?;
-    let from = i64::try_from(from.0).unwrap_or(i64::MAX);
+    let lower = if from.0 <= 1 { i64::MIN } else { i64::try_from(from.0).unwrap_or(i64::MAX) };
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    rows::events(statement.query(params![stream.stream_type, stream.id, from, limit]).context("cannot read a stream")?)
+    let page = rows::events(
+        statement.query(params![stream.stream_type(), stream.id(), lower, limit]).context("cannot read a stream")?,
+    )?;
+    kit::check_stream_page(stream, from, &page)?;
+    Ok(page)
 }
 
 /// A page of all events after `from` that pass `filter`.
@@ -404,46 +426,87 @@ fn read_stream(
 /// the two queries.
 fn read_all(
     connection: &Connection,
-    from: Checkpoint,
+    origin: &StoreOrigin,
+    from: &Checkpoint,
     filter: &ReadAllFilter,
     limit: usize,
 ) -> Result<AllEventsPage, StoreError> {
-    let nothing_new = AllEventsPage { events: Vec::new(), next: from };
+    let after = from.resolve(origin)?.map_or(0, |[position, _]| position);
+    let nothing_new = || AllEventsPage::empty(from.clone());
     if limit == 0 {
-        return Ok(nothing_new);
+        return Ok(nothing_new());
     }
+    // One read transaction: `head` and the page see the same snapshot of the file.
+    let transaction = connection.unchecked_transaction().context("cannot start a read")?;
+    let head: i64 = transaction
+        .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")
+        .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
+        .context("cannot read the store's last position")?;
+    let head = u64::try_from(head).map_err(|_| impossible_position(head))?;
+    if head <= after {
+        return Ok(nothing_new());
+    }
+    // Filters are bound as one JSON array each, never spliced into the SQL: any number of
+    // types, and no SQL in an error message.
+    const ALL: &str = concat!(
+        "SELECT ",
+        event_columns!(),
+        " FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position LIMIT ?3"
+    );
+    // A NULL list admits everything.
+    const FILTERED: &str = concat!(
+        "SELECT ",
+        event_columns!(),
+        " FROM events WHERE position > ?1 AND position <= ?2 \
+         AND (?4 IS NULL OR stream_type IN (SELECT value FROM json_each(?4))) \
+         AND (?5 IS NULL OR event_type IN (SELECT value FROM json_each(?5))) ORDER BY position LIMIT ?3"
+    );
+    let as_json = |names: &[String]| (!names.is_empty()).then(|| serde_json::to_string(names).unwrap_or_default());
+    let (stream_types, event_types) = (as_json(&filter.stream_types), as_json(&filter.event_types));
+    // From the start there is no lower bound, so a row at position 0 or below is read and
+    // refused instead of being skipped.
+    let lower = if after == 0 { i64::MIN } else { to_sql_integer(after, "position")? };
+    let limit_value = i64::try_from(limit).unwrap_or(i64::MAX);
+    let head_value = to_sql_integer(head, "position")?;
+    let sql = if filter.is_all() { ALL } else { FILTERED };
+    let mut statement = transaction.prepare_cached(sql).context("cannot read all events")?;
+    let mut bound: Vec<&dyn rusqlite::ToSql> = vec![&lower, &head_value, &limit_value];
+    if !filter.is_all() {
+        bound.push(&stream_types);
+        bound.push(&event_types);
+    }
+    let events = rows::events(statement.query(bound.as_slice()).context("cannot read all events")?)?;
+    kit::check_all_page(Position(after), &events)?;
+    // A full page ends after its last event. A page that is not full examined every row up to
+    // `head` (in this snapshot; a later commit gets a higher position), so it resumes there.
+    let next = match events.last() {
+        Some(last) if events.len() == limit => last.position,
+        _ => Position(head),
+    };
+    let checkpoint = |position: Position| Checkpoint::new(origin, [position.0, 0]);
+    let events = events.into_iter().map(|event| {
+        let after = checkpoint(event.position);
+        (event, after)
+    });
+    Ok(AllEventsPage::new(events.collect(), checkpoint(next)))
+}
+
+fn impossible_position(found: i64) -> StoreError {
+    StoreError::corrupt(es_core::store::Corruption::new(es_core::store::CorruptProblem::ImpossiblePosition {
+        found: found.to_string(),
+    }))
+}
+
+fn head(connection: &Connection, origin: &StoreOrigin) -> Result<Checkpoint, StoreError> {
     let head: i64 = connection
         .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")
         .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
         .context("cannot read the store's last position")?;
-    let after = i64::try_from(from.to_u64()).unwrap_or(i64::MAX);
-    if head <= after {
-        return Ok(nothing_new);
+    match u64::try_from(head) {
+        Ok(0) => Ok(Checkpoint::START),
+        Ok(head) => Ok(Checkpoint::new(origin, [head, 0])),
+        Err(_) => Err(impossible_position(head)),
     }
-
-    let mut sql =
-        concat!("SELECT ", event_columns!(), " FROM events WHERE position > ?1 AND position <= ?2").to_owned();
-    let mut values: Vec<&dyn rusqlite::ToSql> = Vec::new();
-    for (column, admitted) in [("stream_type", &filter.stream_types), ("event_type", &filter.event_types)] {
-        if admitted.is_empty() {
-            continue;
-        }
-        let placeholders = (0..admitted.len()).map(|i| format!("?{}", 4 + values.len() + i)).collect::<Vec<_>>();
-        sql.push_str(&format!(" AND {column} IN ({})", placeholders.join(", ")));
-        values.extend(admitted.iter().map(|value| value as &dyn rusqlite::ToSql));
-    }
-    sql.push_str(" ORDER BY position LIMIT ?3");
-    let limit_value = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut parameters: Vec<&dyn rusqlite::ToSql> = vec![&after, &head, &limit_value];
-    parameters.extend(values);
-
-    let mut statement = connection.prepare_cached(&sql).context("cannot read all events")?;
-    let events = rows::events(statement.query(parameters.as_slice()).context("cannot read all events")?)?;
-    let next = match events.last() {
-        Some(last) if events.len() == limit => Checkpoint::after(last.position),
-        _ => Checkpoint::after(Position(head.unsigned_abs())),
-    };
-    Ok(AllEventsPage { events, next })
 }
 
 fn save_snapshot(connection: &Connection, snapshot: &Snapshot) -> Result<(), StoreError> {
@@ -459,8 +522,8 @@ fn save_snapshot(connection: &Connection, snapshot: &Snapshot) -> Result<(), Sto
         .context("cannot save a snapshot")?;
     statement
         .execute(params![
-            snapshot.stream.stream_type,
-            snapshot.stream.id,
+            snapshot.stream.stream_type(),
+            snapshot.stream.id(),
             to_sql_integer(snapshot.version.0, "snapshot version")?,
             snapshot.snapshot_version,
             snapshot.state,
@@ -475,7 +538,7 @@ fn load_snapshot(connection: &Connection, stream: &StreamId) -> Result<Option<Sn
             "SELECT version, snapshot_version, state FROM snapshots WHERE stream_type = ?1 AND stream_id = ?2",
         )
         .context("cannot load a snapshot")?;
-    let mut found = statement.query(params![stream.stream_type, stream.id]).context("cannot load a snapshot")?;
+    let mut found = statement.query(params![stream.stream_type(), stream.id()]).context("cannot load a snapshot")?;
     match found.next().context("cannot load a snapshot")? {
         Some(row) => rows::snapshot(stream, row).map(Some),
         None => Ok(None),
@@ -488,7 +551,7 @@ impl EventStore for SqliteStore {
         stream: &StreamId,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
+    ) -> Result<Appended, StoreError> {
         let stream = stream.clone();
         self.run(move |inner| append(&mut inner.writer(), &stream, expected, events)).await
     }
@@ -510,12 +573,16 @@ impl EventStore for SqliteStore {
 
     async fn read_all(
         &self,
-        from: Checkpoint,
+        from: &Checkpoint,
         filter: &ReadAllFilter,
         limit: usize,
     ) -> Result<AllEventsPage, StoreError> {
-        let filter = filter.clone();
-        self.run(move |inner| inner.read(|connection| read_all(connection, from, &filter, limit))).await
+        let (from, filter) = (from.clone(), filter.clone());
+        self.run(move |inner| inner.read(|connection| read_all(connection, &inner.origin, &from, &filter, limit))).await
+    }
+
+    async fn head(&self) -> Result<Checkpoint, StoreError> {
+        self.run(move |inner| inner.read(|connection| head(connection, &inner.origin))).await
     }
 
     async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {

@@ -10,7 +10,8 @@ use rusqlite::Row;
 use rusqlite::types::ValueRef;
 use uuid::Uuid;
 
-use es_core::{Metadata, Position, Snapshot, StoreError, StoredEvent, StreamId, Version};
+use es_core::store::{CorruptProblem, Corruption};
+use es_core::{Metadata, Position, RawEvent, Snapshot, StoreError, StoredEvent, StreamId, Version};
 
 use crate::error::Context;
 
@@ -33,86 +34,78 @@ pub(crate) fn first_event(mut rows: rusqlite::Rows<'_>) -> Result<Option<StoredE
 
 /// One row of `events`, selected as `event_columns!()`.
 pub(crate) fn event(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
-        location: format!(
-            "table `events`, position {}, stream {}/{} version {}",
-            show(row, 0),
-            show(row, 1),
-            show(row, 2),
-            show(row, 3)
-        ),
-        reason,
+    let corrupt = |field: &'static str, reason: String| {
+        let mut corruption = Corruption::new(CorruptProblem::Unreadable { field: field.into(), reason });
+        if let (Ok(ValueRef::Text(stream_type)), Ok(ValueRef::Text(id))) = (row.get_ref(1), row.get_ref(2)) {
+            corruption.stream =
+                Some(StreamId::new(String::from_utf8_lossy(stream_type), String::from_utf8_lossy(id)));
+        }
+        if let Ok(ValueRef::Integer(version)) = row.get_ref(3)
+            && let Ok(version) = u64::try_from(version)
+        {
+            corruption.version = Some(Version(version));
+        }
+        if let Ok(ValueRef::Integer(position)) = row.get_ref(0)
+            && let Ok(position) = u64::try_from(position)
+        {
+            corruption.position = Some(Position(position));
+        }
+        StoreError::corrupt(corruption)
     };
-    let position = integer(row, 0, "position").and_then(|p| positive(p, "position")).map_err(corrupt)?;
-    let stream_type = text(row, 1, "stream_type").map_err(corrupt)?;
-    let stream_id = text(row, 2, "stream_id").map_err(corrupt)?;
-    let stream_version =
-        integer(row, 3, "stream_version").and_then(|v| positive(v, "stream_version")).map_err(corrupt)?;
-    let event_id = uuid(row, 4, "event_id").map_err(corrupt)?;
-    let event_type = text(row, 5, "event_type").map_err(corrupt)?;
+    let position = integer(row, 0, "position").and_then(|p| positive(p, "position")).map_err(|r| corrupt("position", r))?;
+    let stream_type = text(row, 1, "stream_type").map_err(|r| corrupt("stream_type", r))?;
+    let stream_id = text(row, 2, "stream_id").map_err(|r| corrupt("stream_id", r))?;
+    let stream_version = integer(row, 3, "stream_version")
+        .and_then(|v| positive(v, "stream_version"))
+        .map_err(|r| corrupt("stream_version", r))?;
+    let event_id = uuid(row, 4, "event_id").map_err(|r| corrupt("event_id", r))?;
+    let event_type = text(row, 5, "event_type").map_err(|r| corrupt("event_type", r))?;
     let schema_version = integer(row, 6, "schema_version")
-        .and_then(|v| u32::try_from(v).map_err(|_| format!("column `schema_version` holds {v}, not a schema version")))
-        .map_err(corrupt)?;
-    let payload = text(row, 7, "payload").map_err(corrupt)?;
+        .and_then(|v| u32::try_from(v).map_err(|_| format!("holds {v}, not a schema version")))
+        .map_err(|r| corrupt("schema_version", r))?;
+    let payload = text(row, 7, "payload").map_err(|r| corrupt("payload", r))?;
     let metadata = text(row, 8, "metadata")
         .and_then(|json| {
             serde_json::from_str::<Metadata>(&json)
-                .map_err(|error| format!("column `metadata` does not hold the metadata JSON es writes: {error}"))
+                .map_err(|error| format!("does not hold the metadata JSON es writes: {error}"))
         })
-        .map_err(corrupt)?;
+        .map_err(|r| corrupt("metadata", r))?;
     let recorded_at = integer(row, 9, "recorded_at")
-        .and_then(|micros| {
-            time_from_micros(micros).ok_or_else(|| format!("column `recorded_at` holds {micros}, out of range"))
-        })
-        .map_err(corrupt)?;
+        .and_then(|micros| time_from_micros(micros).ok_or_else(|| format!("holds {micros}, out of range")))
+        .map_err(|r| corrupt("recorded_at", r))?;
     Ok(StoredEvent {
         position: Position(position),
-        stream_type,
-        stream_id,
+        stream: StreamId::new(stream_type, stream_id),
         stream_version: Version(stream_version),
         event_id,
-        event_type,
-        schema_version,
-        payload,
         metadata,
         recorded_at,
+        event: RawEvent { event_type, schema_version, payload },
     })
 }
 
 /// The row of `snapshots` for `stream`, selected as `version, snapshot_version, state`.
 pub(crate) fn snapshot(stream: &StreamId, row: &Row<'_>) -> Result<Snapshot, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
-        location: format!("table `snapshots`, stream {stream} version {}", show(row, 0)),
-        reason,
+    let corrupt = |field: &'static str, reason: String| {
+        StoreError::corrupt(Corruption::new(CorruptProblem::Unreadable { field: field.into(), reason }).in_stream(stream))
     };
     let version = integer(row, 0, "version")
-        .and_then(|v| u64::try_from(v).map_err(|_| format!("column `version` holds {v}, not a stream version")))
-        .map_err(corrupt)?;
+        .and_then(|v| u64::try_from(v).map_err(|_| format!("holds {v}, not a stream version")))
+        .map_err(|r| corrupt("snapshots.version", r))?;
     let snapshot_version = integer(row, 1, "snapshot_version")
-        .and_then(|v| u32::try_from(v).map_err(|_| format!("column `snapshot_version` holds {v}, not a version")))
-        .map_err(corrupt)?;
-    let state = text(row, 2, "state").map_err(corrupt)?;
+        .and_then(|v| u32::try_from(v).map_err(|_| format!("holds {v}, not a version")))
+        .map_err(|r| corrupt("snapshots.snapshot_version", r))?;
+    let state = text(row, 2, "state").map_err(|r| corrupt("snapshots.state", r))?;
     Ok(Snapshot { stream: stream.clone(), version: Version(version), snapshot_version, state })
 }
 
 /// A stream version computed by SQL (`MAX(stream_version)`), 0 for an empty stream.
 pub(crate) fn stream_version(stream: &StreamId, value: i64) -> Result<Version, StoreError> {
-    u64::try_from(value).map(Version).map_err(|_| StoreError::Corrupt {
-        location: format!("table `events`, stream {stream}"),
-        reason: format!("the stream's highest version is {value}, below zero"),
-    })
+    u64::try_from(value).map(Version).map_err(|_| kit_gap(stream, value))
 }
 
-/// A value for a message about a row that may be corrupt: whatever is there, shown loosely.
-fn show(row: &Row<'_>, index: usize) -> String {
-    match row.get_ref(index) {
-        Ok(ValueRef::Null) => "NULL".to_owned(),
-        Ok(ValueRef::Integer(value)) => value.to_string(),
-        Ok(ValueRef::Real(value)) => value.to_string(),
-        Ok(ValueRef::Text(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
-        Ok(ValueRef::Blob(bytes)) => format!("<blob of {} bytes>", bytes.len()),
-        Err(_) => "?".to_owned(),
-    }
+fn kit_gap(stream: &StreamId, value: i64) -> StoreError {
+    es_core::store::kit::version_gap(stream, Version(1), &value.to_string(), None)
 }
 
 fn kind(value: ValueRef<'_>) -> &'static str {
@@ -125,38 +118,38 @@ fn kind(value: ValueRef<'_>) -> &'static str {
     }
 }
 
-fn value<'r>(row: &'r Row<'_>, index: usize, column: &str) -> Result<ValueRef<'r>, String> {
-    row.get_ref(index).map_err(|error| format!("column `{column}` cannot be read: {error}"))
+fn value<'r>(row: &'r Row<'_>, index: usize, _column: &str) -> Result<ValueRef<'r>, String> {
+    row.get_ref(index).map_err(|error| format!("cannot be read: {error}"))
 }
 
 fn text(row: &Row<'_>, index: usize, column: &str) -> Result<String, String> {
     match value(row, index, column)? {
         ValueRef::Text(bytes) => {
-            String::from_utf8(bytes.to_vec()).map_err(|error| format!("column `{column}` is not valid UTF-8: {error}"))
+            String::from_utf8(bytes.to_vec()).map_err(|error| format!("is not valid UTF-8: {error}"))
         }
-        other => Err(format!("column `{column}` holds {} where text belongs", kind(other))),
+        other => Err(format!("holds {} where text belongs", kind(other))),
     }
 }
 
 fn integer(row: &Row<'_>, index: usize, column: &str) -> Result<i64, String> {
     match value(row, index, column)? {
         ValueRef::Integer(value) => Ok(value),
-        other => Err(format!("column `{column}` holds {} where an integer belongs", kind(other))),
+        other => Err(format!("holds {} where an integer belongs", kind(other))),
     }
 }
 
-fn positive(value: i64, column: &str) -> Result<u64, String> {
+fn positive(value: i64, _column: &str) -> Result<u64, String> {
     match u64::try_from(value) {
         Ok(value) if value > 0 => Ok(value),
-        _ => Err(format!("column `{column}` holds {value}; it counts from 1")),
+        _ => Err(format!("holds {value}; it counts from 1")),
     }
 }
 
 fn uuid(row: &Row<'_>, index: usize, column: &str) -> Result<Uuid, String> {
     match value(row, index, column)? {
         ValueRef::Blob(bytes) => Uuid::from_slice(bytes)
-            .map_err(|_| format!("column `{column}` holds {} bytes, not the 16 of a UUID", bytes.len())),
-        other => Err(format!("column `{column}` holds {} where a 16-byte UUID blob belongs", kind(other))),
+            .map_err(|_| format!("holds {} bytes, not the 16 of a UUID", bytes.len())),
+        other => Err(format!("holds {} where a 16-byte UUID blob belongs", kind(other))),
     }
 }
 

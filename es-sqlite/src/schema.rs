@@ -10,7 +10,7 @@ use crate::error::{Context, sqlite_error};
 /// `MIGRATIONS[n]` takes a database from schema version `n` to `n + 1`. Append new versions at
 /// the end; never edit a released one.
 const MIGRATIONS: &[&str] = &[
-    // 0 → 1: events, snapshots and projection checkpoints.
+    // 0 → 1: events, snapshots and projection checkpoints (dropped by 1 → 2).
     //
     // `position` is the store-wide order. With AUTOINCREMENT a rowid is never reused, even
     // after the newest rows are gone, so a reader's checkpoint can never point past a position
@@ -46,6 +46,18 @@ const MIGRATIONS: &[&str] = &[
         name TEXT NOT NULL PRIMARY KEY,
         position INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID;",
+    // 1 → 2: the store's identity, which every checkpoint it hands out carries (so that a
+    // checkpoint of another database is refused), replaces `projection_checkpoints`, made
+    // before projections were designed: a checkpoint is the store's own value now, kept by
+    // whoever reads, in the read model's own tables.
+    "CREATE TABLE store_meta (
+        key TEXT NOT NULL PRIMARY KEY,
+        value TEXT NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO store_meta (key, value) VALUES ('store_id', lower(
+        hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-' ||
+        substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6))));
+    DROP TABLE projection_checkpoints;",
 ];
 
 /// The schema version this code writes and understands.
@@ -76,6 +88,19 @@ pub(crate) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     transaction.commit().context("cannot commit the schema migration")
 }
 
+/// The store's id, written by the migration to version 2.
+pub(crate) fn store_id(connection: &Connection) -> Result<uuid::Uuid, StoreError> {
+    let text: String = connection
+        .query_row("SELECT value FROM store_meta WHERE key = 'store_id'", [], |row| row.get(0))
+        .context("cannot read the store's id")?;
+    uuid::Uuid::parse_str(&text).map_err(|_| {
+        StoreError::corrupt(es_core::store::Corruption::new(es_core::store::CorruptProblem::Unreadable {
+            field: "store_meta.store_id".into(),
+            reason: format!("holds `{}`, not a UUID", es_core::store::bounded(&text)),
+        }))
+    })
+}
+
 fn user_version(connection: &Connection) -> Result<i64, StoreError> {
     connection
         .pragma_query_value(None, "user_version", |row| row.get(0))
@@ -84,9 +109,11 @@ fn user_version(connection: &Connection) -> Result<i64, StoreError> {
 
 /// The schema version as a number this code can migrate from.
 fn check(found: i64) -> Result<u32, StoreError> {
-    let found = u32::try_from(found).map_err(|_| StoreError::Corrupt {
-        location: "PRAGMA user_version".to_owned(),
-        reason: format!("the schema version is {found}, which no version of es writes"),
+    let found = u32::try_from(found).map_err(|_| {
+        StoreError::corrupt(es_core::store::Corruption::new(es_core::store::CorruptProblem::Unreadable {
+            field: "PRAGMA user_version".into(),
+            reason: format!("holds {found}, a schema version no version of es writes"),
+        }))
     })?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });

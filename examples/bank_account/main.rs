@@ -1,6 +1,7 @@
-//! The bank account on the embedded SQLite store: commands decide, the repository appends
-//! with optimistic concurrency and snapshots, time travel loads an old state, and history
-//! written by older code (a version-1 `MoneyDeposited`) loads through the upcaster.
+//! The bank account on the embedded SQLite store (or the store `DATABASE_URL` names): commands
+//! decide, the repository appends with optimistic concurrency and snapshots, time travel loads
+//! an old state, and history written by older code (a version-1 `MoneyDeposited`) loads
+//! through the upcaster.
 //!
 //! Run with `cargo run --example bank_account [path/to/bank.db]`.
 
@@ -8,12 +9,13 @@ mod domain;
 
 use domain::{AccountError, BankAccount};
 use es::prelude::*;
-use es::{ExpectedVersion, NewEvent, RepositoryError, StreamId};
+use es::{AnyStore, EventStore, ExpectedVersion, NewEvent, RawEvent, RepositoryError, StreamId};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args().nth(1).unwrap_or_else(|| "bank.db".to_owned());
-    let store = SqliteStore::open(&path)?;
+    // One line chooses the store: `DATABASE_URL` when it is set, the SQLite file otherwise.
+    let store = AnyStore::from_env_or(&path)?;
     let accounts = Repository::<BankAccount, _>::new(store.clone()).with_retry(RetryPolicy::default());
 
     let id = Uuid::now_v7();
@@ -29,12 +31,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let closing = accounts.execute(&id, BankAccount::close).await?;
     println!("closing committed {} events", closing.len());
 
-    let stream = Repository::<BankAccount, SqliteStore>::stream_of(&id);
+    let stream = StreamId::of::<BankAccount>(&id);
     println!("\nstream {stream} as stored in {path}:");
     for record in store.read_stream(&stream, Version(1), 100).await? {
         println!(
             "  #{} {{\"type\":\"{}\",\"version\":{},\"payload\":{}}}",
-            record.stream_version, record.event_type, record.schema_version, record.payload
+            record.stream_version, record.event.event_type, record.event.schema_version, record.event.payload
         );
     }
     let now = accounts.load(&id).await?;
@@ -46,15 +48,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // code stored it.
     let bob = Uuid::now_v7();
     accounts.execute(&bob, |a| a.open("bob", 10)).await?;
-    let old = NewEvent {
-        event_id: Uuid::now_v7(),
-        event_type: "MoneyDeposited".into(),
-        schema_version: 1,
-        payload: r#"{"amount":25}"#.into(),
-        metadata: Metadata::new(),
-    };
-    let bob_stream = StreamId::new("BankAccount", bob.to_string());
-    store.append(&bob_stream, ExpectedVersion::Exact(Version(1)), vec![old]).await?;
+    let old = NewEvent::new(RawEvent::new("MoneyDeposited", 1, r#"{"amount":25}"#));
+    store.append(&StreamId::of::<BankAccount>(&bob), ExpectedVersion::Exact(Version(1)), vec![old]).await?;
     for envelope in accounts.history(&bob).await? {
         println!("bob #{}: {:?}", envelope.stream_version, envelope.event);
     }

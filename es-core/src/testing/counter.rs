@@ -1,8 +1,6 @@
 //! A tiny aggregate implemented by hand (no macros: es-core cannot use its own derive), for
 //! the conformance suite's repository scenarios.
 
-use std::convert::Infallible;
-
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Aggregate, SnapshotPolicy};
@@ -106,7 +104,7 @@ impl Apply<CounterEvent> for Counter {
 impl Aggregate for Counter {
     type Id = String;
     type Event = CounterEvent;
-    type Error = Infallible;
+    type Error = CounterError;
 
     const TYPE: &'static str = "Counter";
     const SNAPSHOT: Option<SnapshotPolicy> = Some(SnapshotPolicy { every: 10, version: 1 });
@@ -124,12 +122,46 @@ impl Aggregate for Counter {
     }
 }
 
+/// Why a counter command refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CounterError {
+    /// The increment would pass the limit.
+    #[error("the counter is at {value}; adding {by} would pass {limit}")]
+    OverLimit {
+        /// The value now.
+        value: u64,
+        /// The increment asked for.
+        by: u64,
+        /// The limit.
+        limit: u64,
+    },
+}
+
 impl Counter {
-    /// The one command: add `by`.
+    /// Add `by`.
     ///
     /// # Errors
     /// Never.
-    pub fn increment(&self, by: u64) -> Result<Incremented, Infallible> {
+    pub fn increment(&self, by: u64) -> Result<Incremented, CounterError> {
         Ok(Incremented { by })
+    }
+
+    /// Add `by` unless the value would pass `limit`: a decision that depends on the state.
+    ///
+    /// # Errors
+    /// [`CounterError::OverLimit`].
+    pub fn increment_within(&self, by: u64, limit: u64) -> Result<Incremented, CounterError> {
+        if self.value + by > limit {
+            return Err(CounterError::OverLimit { value: self.value, by, limit });
+        }
+        Ok(Incremented { by })
+    }
+
+    /// Add one more than the value is now: a decision whose event depends on the state.
+    ///
+    /// # Errors
+    /// Never.
+    pub fn increment_past_value(&self) -> Result<Incremented, CounterError> {
+        Ok(Incremented { by: self.value + 1 })
     }
 }

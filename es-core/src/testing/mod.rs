@@ -68,11 +68,12 @@ impl<A: Aggregate> Given<A> {
                     self.history.push(event);
                 }
                 Err(error) => panic!(
-                    "given/when/then for {} failed: raw history record {} (type `{}`, schema version {}) does not decode: {error}\npayload: {}",
+                    "given/when/then for {} failed: raw history record {} (type `{}`, schema version {}) does not decode: {}\npayload: {}",
                     A::TYPE,
                     index + 1,
                     raw.event_type,
                     raw.schema_version,
+                    with_causes(&error),
                     raw.payload
                 ),
             }
@@ -337,6 +338,18 @@ impl fmt::Display for Shown<'_> {
     }
 }
 
+/// An error and each of its causes, once each (errors put their cause in `source()`, not in
+/// their message).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let _ = write!(text, ": {cause}");
+        source = cause.source();
+    }
+    text
+}
+
 /// Encodes and decodes every event again; the first that does not come back equal.
 fn round_trip_problem<E: EventSet>(events: &[E]) -> Option<String> {
     for (index, event) in events.iter().enumerate() {
@@ -354,9 +367,10 @@ fn round_trip_problem<E: EventSet>(events: &[E]) -> Option<String> {
             }
             Err(error) => {
                 return Some(format!(
-                    "produced event {n} ({} v{}) does not decode after encoding: {error}\n  stored {payload}",
+                    "produced event {n} ({} v{}) does not decode after encoding: {}\n  stored {payload}",
                     event.event_type(),
-                    event.schema_version()
+                    event.schema_version(),
+                    with_causes(&error)
                 ));
             }
         }

@@ -1,0 +1,160 @@
+//! Choosing the store at run time: one type over every store this build of es has.
+
+use uuid::Uuid;
+
+use crate::store::AllEventsPage;
+use crate::{
+    Appended, Checkpoint, EventStore, ExpectedVersion, InMemoryStore, NewEvent, ReadAllFilter, Snapshot, StoreError,
+    StoredEvent, StreamId, Version,
+};
+
+/// Any store this build of es has, chosen at run time: `Repository<A, AnyStore>` works the
+/// same whichever it holds.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // The store a URL names: `memory:`, `sqlite::memory:`, `sqlite:path/to/file.db` or a path.
+/// let store = es::AnyStore::open("memory:")?;
+/// // Or the store in `DATABASE_URL`, and this one when it is not set:
+/// let store = es::AnyStore::from_env_or("sqlite::memory:")?;
+/// # let _ = store;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum AnyStore {
+    /// [`InMemoryStore`].
+    Memory(InMemoryStore),
+    /// [`SqliteStore`](crate::SqliteStore) (feature `sqlite`).
+    #[cfg(feature = "sqlite")]
+    Sqlite(crate::SqliteStore),
+}
+
+/// Why [`AnyStore::open`] could not open a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnyStoreError {
+    /// The URL names no store this build has.
+    #[error(
+        "`{url}` names no store this build of es has; expected `memory:`{}",
+        if cfg!(feature = "sqlite") { ", `sqlite:<path>`, `sqlite::memory:` or a file path" } else { " (enable the `sqlite` feature for SQLite)" }
+    )]
+    UnknownStore {
+        /// The URL, without any password.
+        url: String,
+    },
+    /// The store refused to open.
+    #[error("cannot open the store `{url}`")]
+    Open {
+        /// The URL, without any password.
+        url: String,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+}
+
+impl AnyStore {
+    /// The store `url` names: `memory:`, or with the `sqlite` feature `sqlite:<path>`,
+    /// `sqlite::memory:` and a plain file path.
+    ///
+    /// # Errors
+    /// [`AnyStoreError`] for a URL no store of this build reads, or a store that does not open.
+    pub fn open(url: &str) -> Result<Self, AnyStoreError> {
+        if url == "memory:" {
+            return Ok(AnyStore::Memory(InMemoryStore::new()));
+        }
+        #[cfg(feature = "sqlite")]
+        if !url.contains("://") {
+            let path = url.strip_prefix("sqlite:").unwrap_or(url);
+            return crate::SqliteStore::open(path)
+                .map(AnyStore::Sqlite)
+                .map_err(|source| AnyStoreError::Open { url: url.to_owned(), source });
+        }
+        Err(AnyStoreError::UnknownStore { url: without_password(url) })
+    }
+
+    /// The store named by the environment variable `DATABASE_URL`, or by `default` when it is
+    /// not set.
+    ///
+    /// # Errors
+    /// As [`AnyStore::open`].
+    pub fn from_env_or(default: &str) -> Result<Self, AnyStoreError> {
+        match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Self::open(&url),
+            _ => Self::open(default),
+        }
+    }
+}
+
+/// `scheme://user:password@host/…` without the password, for messages.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return crate::store::bounded(url) };
+    let Some((credentials, host)) = rest.split_once('@') else { return crate::store::bounded(url) };
+    let user = credentials.split(':').next().unwrap_or("");
+    crate::store::bounded(&format!("{scheme}://{user}@{host}"))
+}
+
+/// Each call goes to the store inside.
+macro_rules! delegate {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            AnyStore::Memory($store) => $call.await,
+            #[cfg(feature = "sqlite")]
+            AnyStore::Sqlite($store) => $call.await,
+        }
+    };
+}
+
+impl EventStore for AnyStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
+        delegate!(self, store => store.append(stream, expected, events))
+    }
+
+    async fn read_stream(&self, stream: &StreamId, from: Version, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        delegate!(self, store => store.read_stream(stream, from, limit))
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
+        delegate!(self, store => store.stream_version(stream))
+    }
+
+    async fn read_all(&self, from: &Checkpoint, filter: &ReadAllFilter, limit: usize) -> Result<AllEventsPage, StoreError> {
+        delegate!(self, store => store.read_all(from, filter, limit))
+    }
+
+    async fn head(&self) -> Result<Checkpoint, StoreError> {
+        delegate!(self, store => store.head())
+    }
+
+    async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
+        delegate!(self, store => store.find_event(event_id))
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        delegate!(self, store => store.save_snapshot(snapshot))
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        delegate!(self, store => store.load_snapshot(stream))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_stores_and_messages_hide_passwords() {
+        assert!(matches!(AnyStore::open("memory:"), Ok(AnyStore::Memory(_))));
+        let error = AnyStore::open("mysql://ann:secret@db/bank").expect_err("no mysql store");
+        let message = error.to_string();
+        assert!(message.contains("mysql://ann@db/bank") && !message.contains("secret"), "{message}");
+    }
+}
