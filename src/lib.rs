@@ -6,6 +6,7 @@
 //!
 //! ```
 //! use es::prelude::*;
+//! use es::testing::*; // given/when/then, in tests
 //!
 //! /// A counter was started.
 //! #[event(version = 1)]
@@ -65,11 +66,16 @@
 //!
 //! ## Running it
 //!
-//! A [`Repository`] loads an aggregate from an [`EventStore`] (its latest snapshot plus the
-//! events after it), runs a command, and appends what the command decided with the version it
-//! saw. [`SqliteStore`] (feature `sqlite`, on by default) keeps everything in one file;
-//! [`InMemoryStore`] keeps it in memory. Both pass the same conformance suite
-//! ([`conformance_suite!`], feature `testing`).
+//! A [`Repository`] loads an aggregate from an [`EventStore`] (its cached state or latest
+//! snapshot, plus the events after it), runs a command, and appends what the command decided
+//! with the version it saw. [`SqliteStore`] (feature `sqlite`, on by default) keeps everything
+//! in one file; [`InMemoryStore`] keeps it in memory; [`AnyStore`] picks one at run time
+//! (`AnyStore::from_env_or("bank.db")` reads `DATABASE_URL`). Every store passes the same
+//! conformance suite (`es::conformance_suite!`, feature `testing`).
+//!
+//! Where things are: domain code needs `es::prelude::*`; tests add `es::testing::*`
+//! (given/when/then); the store contract and the store-author kit are in [`store`]; the
+//! records every store shares are in [`record`].
 //!
 //! ```
 //! # use es::prelude::*;
@@ -82,10 +88,11 @@
 //! # impl Apply<Started> for Counter { fn apply(&mut self, e: &Started) { self.value = e.at; } }
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let counters = Repository::<Counter, _>::new(SqliteStore::open_in_memory()?).with_retry(RetryPolicy::default());
+//! let counters = Repository::<Counter, _>::new(es::SqliteStore::open_in_memory()?).with_retry(RetryPolicy::default());
 //! let id = Uuid::now_v7();
 //! let committed = counters.execute(&id, |_| Ok(Started { at: 41 })).await?;
 //! assert_eq!(committed[0].stream_version, Version(1));
+//! assert!(!committed.already_applied());
 //! let loaded = counters.load(&id).await?;
 //! assert_eq!((loaded.value, loaded.version), (41, Version(1)));
 //! # Ok(())
@@ -142,8 +149,8 @@ pub mod testing {
     pub use es_core::testing::*;
 }
 
-/// What domain code needs: `use es::prelude::*;`. The harness is in [`testing`](crate::testing),
-/// the store contract in [`store`](crate::store).
+/// What domain code needs: `use es::prelude::*;`. The harness is in [`testing`],
+/// the store contract in [`store`].
 pub mod prelude {
     pub use crate::{Aggregate, Apply, CommandOptions, Event, Repository, RetryPolicy, Uuid, Version, event};
     pub use serde::{Deserialize, Serialize};

@@ -7,7 +7,6 @@ use domain::{
     AccountClosed, AccountError, AccountOpened, BankAccount, BankAccountEvent, MoneyDeposited, MoneyDepositedV1,
     MoneyWithdrawn,
 };
-use es::prelude::*;
 use es::testing::*;
 
 fn opened(owner: &str, initial_deposit: u64) -> AccountOpened {

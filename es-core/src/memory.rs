@@ -17,17 +17,16 @@ use crate::store::{
 ///
 /// ```
 /// # use es_core::{EventStore, ExpectedVersion, InMemoryStore, NewEvent, RawEvent, StreamId};
-/// # futures_lite_free(async {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), es_core::StoreError> {
 /// let store = InMemoryStore::new();
 /// let stream = StreamId::new("Counter", "1");
 /// let event = NewEvent::new(RawEvent::new("Incremented", 1, r#"{"by":1}"#));
-/// let appended = store.append(&stream, ExpectedVersion::NoStream, vec![event]).await.unwrap();
+/// let appended = store.append(&stream, ExpectedVersion::NoStream, vec![event.clone()]).await?;
 /// assert!(appended.was_written());
-/// # });
-/// # fn futures_lite_free(f: impl std::future::Future<Output = ()>) {
-/// #     let waker = std::task::Waker::noop();
-/// #     let mut f = std::pin::pin!(f);
-/// #     assert!(f.as_mut().poll(&mut std::task::Context::from_waker(waker)).is_ready());
+/// // The same batch again is found, not written twice.
+/// assert!(!store.append(&stream, ExpectedVersion::NoStream, vec![event]).await?.was_written());
+/// # Ok(())
 /// # }
 /// ```
 #[derive(Clone)]
@@ -92,7 +91,8 @@ impl EventStore for InMemoryStore {
         kit::check_batch(&events)?;
         let mut inner = self.lock();
         if events.iter().any(|e| inner.ids.contains_key(&e.event_id)) {
-            let existing = events.iter().map(|e| inner.ids.get(&e.event_id).map(|&i| inner.events[i].clone())).collect();
+            let existing =
+                events.iter().map(|e| inner.ids.get(&e.event_id).map(|&i| inner.events[i].clone())).collect();
             if let Some(stored) = resolve_retry(stream, &events, existing)? {
                 return Ok(Appended::already_stored(stored));
             }

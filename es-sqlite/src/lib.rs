@@ -345,8 +345,11 @@ fn append(
             let version = Version(actual.0 + offset as u64 + 1);
             let metadata = serde_json::to_string(&event.metadata).map_err(|error| {
                 StoreError::from(
-                    es_core::store::BackendError::new(es_core::store::BackendErrorKind::Other, "cannot encode metadata")
-                        .with_source(error),
+                    es_core::store::BackendError::new(
+                        es_core::store::BackendErrorKind::Other,
+                        "cannot encode metadata",
+                    )
+                    .with_source(error),
                 )
             })?;
             insert

@@ -37,8 +37,7 @@ pub(crate) fn event(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
     let corrupt = |field: &'static str, reason: String| {
         let mut corruption = Corruption::new(CorruptProblem::Unreadable { field: field.into(), reason });
         if let (Ok(ValueRef::Text(stream_type)), Ok(ValueRef::Text(id))) = (row.get_ref(1), row.get_ref(2)) {
-            corruption.stream =
-                Some(StreamId::new(String::from_utf8_lossy(stream_type), String::from_utf8_lossy(id)));
+            corruption.stream = Some(StreamId::new(String::from_utf8_lossy(stream_type), String::from_utf8_lossy(id)));
         }
         if let Ok(ValueRef::Integer(version)) = row.get_ref(3)
             && let Ok(version) = u64::try_from(version)
@@ -52,7 +51,8 @@ pub(crate) fn event(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
         }
         StoreError::corrupt(corruption)
     };
-    let position = integer(row, 0, "position").and_then(|p| positive(p, "position")).map_err(|r| corrupt("position", r))?;
+    let position =
+        integer(row, 0, "position").and_then(|p| positive(p, "position")).map_err(|r| corrupt("position", r))?;
     let stream_type = text(row, 1, "stream_type").map_err(|r| corrupt("stream_type", r))?;
     let stream_id = text(row, 2, "stream_id").map_err(|r| corrupt("stream_id", r))?;
     let stream_version = integer(row, 3, "stream_version")
@@ -87,7 +87,9 @@ pub(crate) fn event(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
 /// The row of `snapshots` for `stream`, selected as `version, snapshot_version, state`.
 pub(crate) fn snapshot(stream: &StreamId, row: &Row<'_>) -> Result<Snapshot, StoreError> {
     let corrupt = |field: &'static str, reason: String| {
-        StoreError::corrupt(Corruption::new(CorruptProblem::Unreadable { field: field.into(), reason }).in_stream(stream))
+        StoreError::corrupt(
+            Corruption::new(CorruptProblem::Unreadable { field: field.into(), reason }).in_stream(stream),
+        )
     };
     let version = integer(row, 0, "version")
         .and_then(|v| u64::try_from(v).map_err(|_| format!("holds {v}, not a stream version")))
@@ -147,8 +149,9 @@ fn positive(value: i64, _column: &str) -> Result<u64, String> {
 
 fn uuid(row: &Row<'_>, index: usize, column: &str) -> Result<Uuid, String> {
     match value(row, index, column)? {
-        ValueRef::Blob(bytes) => Uuid::from_slice(bytes)
-            .map_err(|_| format!("holds {} bytes, not the 16 of a UUID", bytes.len())),
+        ValueRef::Blob(bytes) => {
+            Uuid::from_slice(bytes).map_err(|_| format!("holds {} bytes, not the 16 of a UUID", bytes.len()))
+        }
         other => Err(format!("holds {} where a 16-byte UUID blob belongs", kind(other))),
     }
 }
