@@ -534,7 +534,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         crate::timer::sleep(self.retry.backoff(attempt)).await;
                         attempt += 1;
                     }
-                    Err(StoreError::EventIdReused { event_id, .. })
+                    Err(error @ StoreError::EventIdReused { event_id, .. })
                         if options.command_id.is_some_and(|command_id| {
                             (0..events.len()).any(|i| CommandOptions::derived_event_id(command_id, i) == event_id)
                         }) =>
@@ -542,18 +542,12 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         // The same command, decided differently by another delivery on another
                         // state, is stored: that first outcome stands.
                         self.put_back(&stream, loaded);
-                        let command_id = options.command_id.unwrap_or_default();
-                        match self.already_applied(&stream, command_id).await? {
-                            Some(done) => return Ok(done),
-                            None => {
-                                return Err(StoreError::EventIdReused {
-                                    event_id,
-                                    existing_stream: stream.clone(),
-                                    existing_version: Version::NONE,
-                                }
-                                .into());
-                            }
+                        if let Some(command_id) = options.command_id
+                            && let Some(done) = self.already_applied(&stream, command_id).await?
+                        {
+                            return Ok(done);
                         }
+                        return Err(error.into());
                     }
                     Err(error) => {
                         self.put_back(&stream, loaded);
