@@ -31,10 +31,13 @@ impl Apply<Worked> for Worker {
     }
 }
 
-/// Every span opened, with its fields as text, in order.
+/// A span's name and its fields as text.
+type Recorded = (String, Vec<(String, String)>);
+
+/// Every span opened, with its fields, in order.
 #[derive(Clone, Default)]
 struct Recorder {
-    spans: Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>,
+    spans: Arc<Mutex<Vec<Recorded>>>,
 }
 
 struct Fields<'a>(&'a mut Vec<(String, String)>);
