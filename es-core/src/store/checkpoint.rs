@@ -19,12 +19,8 @@ pub struct StoreOrigin {
 }
 
 impl StoreOrigin {
-    /// The origin of store instance `id` of this kind.
-    ///
-    /// # Panics
-    /// Never; a kind with characters other than ASCII letters, digits, `-` and `_` is kept
-    /// as written but cannot be parsed back from a checkpoint's text form, so store authors
-    /// use plain names.
+    /// The origin of store instance `id` of this kind (`"sqlite"`, `"postgres"`, …: ASCII
+    /// letters, digits, `-` and `_`, so that a checkpoint's text form parses back).
     pub fn new(kind: &str, id: Uuid) -> Self {
         Self { kind: Arc::from(kind), id }
     }
