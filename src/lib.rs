@@ -119,7 +119,7 @@
 //! | `crate = path` | where the `es` crate is, if renamed |
 
 pub use es_core::*;
-pub use es_derive::{Aggregate, event};
+pub use es_derive::{Aggregate, apply, event};
 #[cfg(feature = "sqlite")]
 pub use es_sqlite::SqliteStore;
 pub use uuid::Uuid;
