@@ -42,7 +42,15 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             );
             continue;
         };
-        let Some(event) = event_type(&cx, method) else { continue };
+        let Some((event, valid)) = handler(&cx, method) else { continue };
+        if !valid {
+            impls.push(quote! {
+                impl #p::Apply<#event> for #ty {
+                    fn apply(&mut self, _: &#event) {}
+                }
+            });
+            continue;
+        }
         let attrs = method.attrs.iter().filter(|attr| {
             ["doc", "cfg", "allow", "expect", "warn", "deny", "inline"].iter().any(|name| attr.path().is_ident(name))
         });
@@ -89,34 +97,16 @@ fn parse_args(cx: &Ctxt, args: TokenStream) -> TokenStream {
     krate
 }
 
-/// `E` of `fn name(&mut self, event: &E)`, or an error at what is wrong.
-fn event_type<'a>(cx: &Ctxt, method: &'a syn::ImplItemFn) -> Option<&'a Type> {
+/// `E` of `fn name(&mut self, event: &E)`, and whether the method is such a handler (when it
+/// is not, the error is reported and the caller emits a stub impl for `E`, so that the mistake
+/// does not add a missing-`Apply<E>` error). `None` when no event type can be read.
+fn handler<'a>(cx: &Ctxt, method: &'a syn::ImplItemFn) -> Option<(&'a Type, bool)> {
     let sig = &method.sig;
     let shape = "an apply handler is `fn name(&mut self, event: &Event)`";
-    if !sig.generics.params.is_empty() || sig.asyncness.is_some() || sig.constness.is_some() {
-        cx.error_spanned_by(&sig.ident, format!("{shape}: not generic, async or const"));
-        return None;
-    }
-    if let ReturnType::Type(_, ty) = &sig.output {
-        cx.error_spanned_by(ty, format!("{shape}, returning nothing: applying an event never fails"));
-        return None;
-    }
-    let mut inputs = sig.inputs.iter();
-    match inputs.next() {
-        Some(FnArg::Receiver(receiver)) if matches!(receiver.kind, syn::ReceiverKind::Reference(_, _, Some(_))) => {}
-        Some(other) => {
-            cx.error_spanned_by(other, format!("{shape}: the first parameter is `&mut self`"));
-            return None;
-        }
-        None => {
-            cx.error_spanned_by(&sig.ident, format!("{shape}: it takes `&mut self` and the event"));
-            return None;
-        }
-    }
-    let event = match inputs.next() {
+    let event = match sig.inputs.iter().nth(1) {
         Some(FnArg::Typed(typed)) => match (&*typed.pat, &*typed.ty) {
             (Pat::Ident(_) | Pat::Wild(_), Type::Reference(reference)) if reference.mutability.is_none() => {
-                &*reference.elem
+                Some(&*reference.elem)
             }
             _ => {
                 cx.error_spanned_by(&typed.ty, format!("{shape}: the event is taken by shared reference, `&Event`"));
@@ -124,15 +114,30 @@ fn event_type<'a>(cx: &Ctxt, method: &'a syn::ImplItemFn) -> Option<&'a Type> {
             }
         },
         _ => {
-            cx.error_spanned_by(&sig.ident, format!("{shape}: it takes the event after `&mut self`"));
+            cx.error_spanned_by(&sig.ident, format!("{shape}: it takes `&mut self` and then the event"));
             return None;
         }
     };
-    if let Some(extra) = inputs.next() {
-        cx.error_spanned_by(extra, format!("{shape}: nothing after the event"));
-        return None;
+    let mut valid = true;
+    let mut fail = |tokens: &dyn ToTokens, what: &str| {
+        cx.error_spanned_by(tokens, format!("{shape}: {what}"));
+        valid = false;
+    };
+    if !sig.generics.params.is_empty() || sig.asyncness.is_some() || sig.constness.is_some() {
+        fail(&sig.ident, "not generic, async or const");
     }
-    Some(event)
+    if let ReturnType::Type(_, ty) = &sig.output {
+        fail(ty, "returning nothing, since applying an event never fails");
+    }
+    match sig.inputs.first() {
+        Some(FnArg::Receiver(receiver)) if matches!(receiver.kind, syn::ReceiverKind::Reference(_, _, Some(_))) => {}
+        Some(other) => fail(other, "the first parameter is `&mut self`"),
+        None => fail(&sig.ident, "it takes `&mut self` and then the event"),
+    }
+    if let Some(extra) = sig.inputs.iter().nth(2) {
+        fail(extra, "nothing after the event");
+    }
+    event.map(|event| (event, valid))
 }
 
 #[cfg(test)]
