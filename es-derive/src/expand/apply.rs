@@ -51,16 +51,23 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             });
             continue;
         }
-        let attrs = method.attrs.iter().filter(|attr| {
-            ["doc", "cfg", "allow", "expect", "warn", "deny", "inline"].iter().any(|name| attr.path().is_ident(name))
-        });
+        let attrs: Vec<&syn::Attribute> = method
+            .attrs
+            .iter()
+            .filter(|attr| {
+                ["doc", "cfg", "allow", "expect", "warn", "deny", "inline"]
+                    .iter()
+                    .any(|name| attr.path().is_ident(name))
+            })
+            .collect();
+        let inline = (!attrs.iter().any(|attr| attr.path().is_ident("inline"))).then(|| quote!(#[inline]));
         let (inputs, block_body) = (&method.sig.inputs, &method.block);
         let fn_token = method.sig.fn_token;
         impls.push(quote_spanned! {method.sig.ident.span()=>
             #[automatically_derived]
             impl #p::Apply<#event> for #ty {
                 #(#attrs)*
-                #[inline]
+                #inline
                 #fn_token apply(#inputs) #block_body
             }
         });
