@@ -164,3 +164,211 @@ fn event_list(cx: &Ctxt, aggregate: &Aggregate) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::TokenStream;
+    use quote::quote;
+
+    use crate::ast;
+    use crate::attr::{parse_aggregate_args, parse_event_args};
+    use crate::ctxt::Ctxt;
+
+    fn messages(cx: Ctxt) -> Vec<String> {
+        match cx.check() {
+            Ok(()) => Vec::new(),
+            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    fn event_errors(args: TokenStream, item: TokenStream) -> Vec<String> {
+        let cx = Ctxt::new();
+        let args = parse_event_args(&cx, args);
+        let item: syn::ItemStruct = syn::parse2(item).unwrap_or_else(|e| panic!("{e}"));
+        let model = ast::Event::from_syn(args, &item);
+        super::event(&cx, &model);
+        messages(cx)
+    }
+
+    fn aggregate_errors(input: TokenStream) -> Vec<String> {
+        let cx = Ctxt::new();
+        let input: syn::DeriveInput = syn::parse2(input).unwrap_or_else(|e| panic!("{e}"));
+        let args = parse_aggregate_args(&cx, &input.attrs);
+        let model = ast::Aggregate::from_syn(args, &input);
+        super::aggregate(&cx, &model);
+        messages(cx)
+    }
+
+    #[test]
+    fn a_valid_event_has_no_errors() {
+        assert!(
+            event_errors(
+                quote!(version = 3, upcast_json(v1 = a, v2 = b)),
+                quote!(
+                    struct E {}
+                )
+            )
+            .is_empty()
+        );
+        assert!(
+            event_errors(
+                quote!(version = 2, upcast_from = Old),
+                quote!(
+                    struct E {}
+                )
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_missing_version_is_reported_unless_parsing_stopped() {
+        assert_eq!(
+            event_errors(
+                quote!(name = "E"),
+                quote!(
+                    struct E {}
+                )
+            ),
+            ["missing `version`: write `#[event(version = 1)]`"]
+        );
+        // `version 1` is a syntax error: the keys after it were never read.
+        assert_eq!(
+            event_errors(
+                quote!(name = "E" version = 1),
+                quote!(
+                    struct E {}
+                )
+            ),
+            ["expected `,`"]
+        );
+    }
+
+    #[test]
+    fn bare_upcasters_are_numbered_to_end_below_the_version() {
+        assert_eq!(
+            event_errors(
+                quote!(version = 3, upcast_json(a, b)),
+                quote!(
+                    struct E {}
+                )
+            ),
+            [
+                "each upcaster names the version it reads: write `v1 = a` if `a` turns version 1's JSON into version 2's",
+                "each upcaster names the version it reads: write `v2 = b` if `b` turns version 2's JSON into version 3's",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_json_chain_must_be_whole() {
+        assert_eq!(
+            event_errors(
+                quote!(version = 4, upcast_json(v1 = a, v3 = c)),
+                quote!(
+                    struct E {}
+                )
+            ),
+            ["the chain skips version 2: add `v2 = …` between `v1` and `v3`"]
+        );
+        assert_eq!(
+            event_errors(
+                quote!(version = 3, upcast_json(v1 = a)),
+                quote!(
+                    struct E {}
+                )
+            ),
+            ["the chain stops at version 2, but this event is version 3: add `v2 = …` to turn version 2 into 3"]
+        );
+        assert_eq!(
+            event_errors(
+                quote!(version = 2, upcast_json(v1 = a, v2 = b)),
+                quote!(
+                    struct E {}
+                )
+            ),
+            ["`v2` is not older than this event's version 2; upcasters read versions 1 to 1"]
+        );
+    }
+
+    #[test]
+    fn upcasting_needs_an_older_version_and_one_kind() {
+        assert_eq!(
+            event_errors(
+                quote!(version = 1, upcast_from = Old),
+                quote!(
+                    struct E {}
+                )
+            ),
+            ["version 1 has no older version to upcast from; raise `version` first"]
+        );
+        assert_eq!(
+            event_errors(
+                quote!(version = 2, upcast_from = Old, upcast_json(v1 = a)),
+                quote!(
+                    struct E {}
+                )
+            ),
+            [
+                "`upcast_from` and `upcast_json` cannot be combined: the older struct reads the older versions; put `upcast_json` on that struct instead"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_generic_event_is_refused() {
+        assert_eq!(
+            event_errors(
+                quote!(version = 1),
+                quote!(
+                    struct E<T> {
+                        t: T,
+                    }
+                )
+            ),
+            ["an event cannot be generic: its stored type name and schema must be fixed"]
+        );
+    }
+
+    #[test]
+    fn an_aggregate_reports_every_missing_key_and_list_mistake() {
+        assert_eq!(
+            aggregate_errors(quote!(
+                #[aggregate()]
+                struct A {}
+            )),
+            [
+                "missing `id` in `#[aggregate(...)]`: write `id = Uuid` (the type that identifies one aggregate)",
+                "missing `events(...)` in `#[aggregate(...)]`: list the events it applies, `events(AccountOpened, MoneyDeposited)`",
+            ]
+        );
+        assert_eq!(
+            aggregate_errors(quote!(
+                #[aggregate(id = u64, events(a::E, b::E, a::E))]
+                struct A {}
+            )),
+            [
+                "`a::E` and `b::E` would both be the variant `E` of `AEvent`: name one of them, `events(b::E as OtherE, ...)`",
+                "`a::E` is listed twice in `events(...)`",
+                "listed first here",
+            ]
+        );
+        assert!(
+            aggregate_errors(quote!(
+                #[aggregate(id = u64, events(a::E, b::E as F))]
+                struct A {}
+            ))
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_aggregate_without_its_attribute_says_what_to_write() {
+        assert_eq!(
+            aggregate_errors(quote!(
+                struct A {}
+            )),
+            ["`#[derive(Aggregate)]` needs `#[aggregate(id = Uuid, events(AccountOpened, ...))]` below it"]
+        );
+    }
+}
