@@ -202,10 +202,6 @@ impl<'a> Aggregate<'a> {
     pub fn id(&self) -> TokenStream {
         self.args.id.get().map_or_else(|| quote!(::std::string::String), ToTokens::to_token_stream)
     }
-
-    pub fn error(&self) -> TokenStream {
-        self.args.error.get().map_or_else(|| quote!(::core::convert::Infallible), ToTokens::to_token_stream)
-    }
 }
 
 /// The `events(...)` of a derive: shared by every derive over a list of events (the event

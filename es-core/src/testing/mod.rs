@@ -91,13 +91,13 @@ impl<A: Aggregate> Given<A> {
     }
 
     /// Runs a command on the state. The command returns `Result<X, Error>` where `X` is any
-    /// [`IntoEvents`].
-    pub fn when<R, F>(self, command: F) -> When<A>
+    /// [`IntoEvents`] and `Error` the aggregate's error (see [`CommandResult`]).
+    pub fn when<F, Out>(self, command: F) -> When<A>
     where
-        F: FnOnce(&A) -> Result<R, A::Error>,
-        R: IntoEvents<A::Event>,
+        F: FnOnce(&A) -> Out,
+        Out: CommandResult<A>,
     {
-        let outcome = command(&self.state).map(IntoEvents::into_events);
+        let outcome = command(&self.state).into_result().map(IntoEvents::into_events);
         When { history: self.history, state: self.state, outcome }
     }
 
@@ -113,6 +113,31 @@ impl<A: Aggregate> Given<A> {
     {
         let outcome = command(self.state.clone()).await.map(IntoEvents::into_events);
         When { history: self.history, state: self.state, outcome }
+    }
+}
+
+/// What a command given to [`Given::when`] returns: `Result<X, E>`, where `X` is one event, an
+/// `Option`, a `Vec`, an array or a tuple of events ([`IntoEvents`]) and `E` is the aggregate's
+/// error, declared with `error = E` in `#[aggregate(...)]` (`Infallible` without it).
+///
+/// A command whose error is another type is one error that names the aggregate's declared
+/// error and points at `#[aggregate(...)]`, where `error = ...` goes.
+pub trait CommandResult<A: Aggregate> {
+    /// The events of a success.
+    type Events: IntoEvents<A::Event>;
+
+    /// The result, for the harness.
+    ///
+    /// # Errors
+    /// The command's refusal.
+    fn into_result(self) -> Result<Self::Events, A::Error>;
+}
+
+impl<A: Aggregate, R: IntoEvents<A::Event>> CommandResult<A> for Result<R, A::Error> {
+    type Events = R;
+
+    fn into_result(self) -> Self {
+        self
     }
 }
 

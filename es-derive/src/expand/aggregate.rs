@@ -3,6 +3,7 @@
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
 
 use crate::ast;
 use crate::attr;
@@ -39,7 +40,17 @@ pub fn tokens(model: &ast::Aggregate) -> TokenStream {
         quote_spanned!(event.span()=> <Self as #p::Apply<#path>>::apply(self, event))
     });
     let name_check = listed.name_check(&agg.to_string());
-    let (id, error, stream_type, doc) = (model.id(), model.error(), &model.stream_type, &model.doc);
+    let (id, stream_type, doc) = (model.id(), &model.stream_type, &model.doc);
+    // Spanned at `error = Type`, or at `aggregate` in `#[aggregate(...)]` when it is missing: a
+    // command that returns another error then says "expected this to be `TheirError`" there.
+    let error = match (model.args.error.get(), model.attribute) {
+        (Some(error), _) => quote!(#error),
+        (None, Some(attribute)) => {
+            let span = attribute.path().span();
+            quote_spanned!(span=> ::core::convert::Infallible)
+        }
+        (None, None) => quote!(::core::convert::Infallible),
+    };
 
     let (snapshot_const, snapshot_fns) = match (model.args.snapshot.get(), model.args.snapshot.key()) {
         (Some(snapshot), Some(span)) => {
