@@ -117,7 +117,12 @@ impl EventStore for AnyStore {
         delegate!(self, store => store.append(stream, expected, events))
     }
 
-    async fn read_stream(&self, stream: &StreamId, from: Version, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         delegate!(self, store => store.read_stream(stream, from, limit))
     }
 
@@ -125,7 +130,12 @@ impl EventStore for AnyStore {
         delegate!(self, store => store.stream_version(stream))
     }
 
-    async fn read_all(&self, from: &Checkpoint, filter: &ReadAllFilter, limit: usize) -> Result<AllEventsPage, StoreError> {
+    async fn read_all(
+        &self,
+        from: &Checkpoint,
+        filter: &ReadAllFilter,
+        limit: usize,
+    ) -> Result<AllEventsPage, StoreError> {
         delegate!(self, store => store.read_all(from, filter, limit))
     }
 

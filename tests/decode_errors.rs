@@ -7,7 +7,9 @@ use std::time::SystemTime;
 
 use es::prelude::*;
 use es::testing::*;
-use es::{DecodeError, DecodeErrorKind, Metadata, Position, RawEvent, StoredEvent, StreamId, UpcastError, decode_record};
+use es::{
+    DecodeError, DecodeErrorKind, Metadata, Position, RawEvent, StoredEvent, StreamId, UpcastError, decode_record,
+};
 use serde_json::Value;
 
 /// The first target temperature: whole degrees.

@@ -2,8 +2,8 @@
 //! and the schema that `#[event]` and `#[derive(Aggregate)]` record about all of them.
 
 use es::prelude::*;
-use es::testing::*;
 use es::schema::{EventSchema, FieldSchema, Upcast};
+use es::testing::*;
 use es::{DecodeErrorKind, UpcastError};
 use serde_json::{Value, json};
 

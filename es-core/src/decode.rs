@@ -57,7 +57,9 @@ pub enum DecodeErrorKind {
         known: &'static [&'static str],
     },
     /// The record was written by newer code.
-    #[error("schema version {found} is newer than this code, which reads up to version {newest}: deploy the newer code")]
+    #[error(
+        "schema version {found} is newer than this code, which reads up to version {newest}: deploy the newer code"
+    )]
     FutureVersion {
         /// The stored schema version.
         found: u32,

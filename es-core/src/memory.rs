@@ -92,7 +92,8 @@ impl EventStore for InMemoryStore {
         kit::check_batch(&events)?;
         let mut inner = self.lock();
         if events.iter().any(|e| inner.ids.contains_key(&e.event_id)) {
-            let existing = events.iter().map(|e| inner.ids.get(&e.event_id).map(|&i| inner.events[i].clone())).collect();
+            let existing =
+                events.iter().map(|e| inner.ids.get(&e.event_id).map(|&i| inner.events[i].clone())).collect();
             if let Some(stored) = resolve_retry(stream, &events, existing)? {
                 return Ok(Appended::already_stored(stored));
             }

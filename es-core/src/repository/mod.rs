@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::Instrument;
 use uuid::Uuid;
 
-pub use self::options::{CommandOptions, RetryPolicy};
 use self::cache::AggregateCache;
+pub use self::options::{CommandOptions, RetryPolicy};
 use crate::aggregate::Aggregate;
 use crate::decode::{DecodeError, decode_raw, decode_record};
 use crate::event::{EventSet, IntoEvents};
@@ -404,8 +404,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         F: Fn(&A) -> Result<R, A::Error>,
         R: IntoEvents<A::Event>,
     {
-        self.run(StreamId::of::<A>(id), &options, |state| std::future::ready(command(state).map(IntoEvents::into_events)))
-            .await
+        self.run(StreamId::of::<A>(id), &options, |state| {
+            std::future::ready(command(state).map(IntoEvents::into_events))
+        })
+        .await
     }
 
     /// [`Repository::execute`] for a command that awaits outside services. The command gets
@@ -709,7 +711,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         };
         bump(&self.counters.snapshots_ignored);
         tracing::warn!(%stream, version = %snapshot.version, problem = ?problem, "ignoring a stored snapshot; replaying the stream");
-        Ok(Start { ignored_snapshot: Some(IgnoredSnapshot { version: snapshot.version, reason: problem }), ..nothing() })
+        Ok(Start {
+            ignored_snapshot: Some(IgnoredSnapshot { version: snapshot.version, reason: problem }),
+            ..nothing()
+        })
     }
 
     /// Loads the state at `at` (the current one for `None`), starting from `cached` if given.
@@ -755,7 +760,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
 fn snapshot_ahead<E>(stream: &StreamId, snapshot: Version, stream_version: Version) -> RepositoryError<E> {
     StoreError::corrupt(
-        Corruption::new(CorruptProblem::SnapshotAhead { snapshot, stream_version }).in_stream(stream).at_version(snapshot),
+        Corruption::new(CorruptProblem::SnapshotAhead { snapshot, stream_version })
+            .in_stream(stream)
+            .at_version(snapshot),
     )
     .into()
 }

@@ -202,7 +202,8 @@ mod tests {
 
     #[test]
     fn text_round_trip() {
-        for checkpoint in [Checkpoint::START, Checkpoint::new(&origin(), [42, 0]), Checkpoint::new(&origin(), [u64::MAX, 3])]
+        for checkpoint in
+            [Checkpoint::START, Checkpoint::new(&origin(), [42, 0]), Checkpoint::new(&origin(), [u64::MAX, 3])]
         {
             let text = checkpoint.to_string();
             assert_eq!(text.parse::<Checkpoint>(), Ok(checkpoint.clone()), "{text}");
@@ -213,7 +214,13 @@ mod tests {
 
     #[test]
     fn garbage_is_refused_with_a_bounded_message() {
-        for text in ["", "42", "sqlite:not-a-uuid:1.0", "sqlite:00000000-0000-0000-0000-000000000007:1", "a b:00000000-0000-0000-0000-000000000007:1.2"] {
+        for text in [
+            "",
+            "42",
+            "sqlite:not-a-uuid:1.0",
+            "sqlite:00000000-0000-0000-0000-000000000007:1",
+            "a b:00000000-0000-0000-0000-000000000007:1.2",
+        ] {
             assert!(text.parse::<Checkpoint>().is_err(), "{text}");
         }
         let long = "x".repeat(100_000);

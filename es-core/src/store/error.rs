@@ -78,9 +78,7 @@ pub enum StoreError {
         expected: String,
     },
     /// The store's schema is newer than this code.
-    #[error(
-        "the store's schema is version {found}, newer than version {supported} this code understands; upgrade es"
-    )]
+    #[error("the store's schema is version {found}, newer than version {supported} this code understands; upgrade es")]
     SchemaTooNew {
         /// The schema version found.
         found: u32,
@@ -206,7 +204,11 @@ impl fmt::Display for Corruption {
         if let Some(position) = self.position {
             write!(f, " (position {position})")?;
         }
-        write!(f, ": {}; es never writes this, so the store was changed by hand or damaged: restore it from a backup", self.problem)
+        write!(
+            f,
+            ": {}; es never writes this, so the store was changed by hand or damaged: restore it from a backup",
+            self.problem
+        )
     }
 }
 
@@ -253,12 +255,14 @@ impl fmt::Display for CorruptProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CorruptProblem::VersionGap { expected, found } => {
-                write!(f, "the stream's versions must run 1, 2, 3 … without a gap, but where version {expected} belongs there is {found}")
+                write!(
+                    f,
+                    "the stream's versions must run 1, 2, 3 … without a gap, but where version {expected} belongs there is {found}"
+                )
             }
-            CorruptProblem::SnapshotAhead { snapshot, stream_version } => write!(
-                f,
-                "a snapshot at version {snapshot}, but the stream's events end at version {stream_version}"
-            ),
+            CorruptProblem::SnapshotAhead { snapshot, stream_version } => {
+                write!(f, "a snapshot at version {snapshot}, but the stream's events end at version {stream_version}")
+            }
             CorruptProblem::ImpossiblePosition { found } => write!(f, "position {found} is impossible"),
             CorruptProblem::PositionOutOfOrder { previous, found } => {
                 write!(f, "position {found} follows position {previous} in store order")

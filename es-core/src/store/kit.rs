@@ -171,8 +171,8 @@ pub fn check_stream_page(stream: &StreamId, from: Version, page: &[StoredEvent])
 #[must_use]
 pub fn version_gap(stream: &StreamId, expected: Version, found: &str, position: Option<Position>) -> StoreError {
     let mut corruption = Corruption::new(CorruptProblem::VersionGap { expected, found: found.to_owned() })
-    .in_stream(stream)
-    .at_version(expected);
+        .in_stream(stream)
+        .at_version(expected);
     corruption.position = position;
     StoreError::corrupt(corruption)
 }
@@ -347,9 +347,8 @@ mod tests {
     #[test]
     fn stream_pages_must_start_where_asked_and_have_no_gap() {
         let s = StreamId::new("T", "1");
-        let page = |versions: &[u64]| -> Vec<StoredEvent> {
-            versions.iter().map(|&v| stored(&s, v, &new_event(v))).collect()
-        };
+        let page =
+            |versions: &[u64]| -> Vec<StoredEvent> { versions.iter().map(|&v| stored(&s, v, &new_event(v))).collect() };
         assert!(check_stream_page(&s, Version(0), &page(&[1, 2, 3])).is_ok());
         assert!(check_stream_page(&s, Version(3), &page(&[3, 4])).is_ok());
         for (from, versions) in [(1, &[1, 2, 5][..]), (1, &[2, 3]), (1, &[0, 1]), (4, &[5])] {

@@ -15,7 +15,9 @@ use std::future::Future;
 use uuid::Uuid;
 
 pub use self::checkpoint::{Checkpoint, CheckpointParseError, StoreOrigin};
-pub use self::error::{BackendError, BackendErrorKind, CorruptProblem, Corruption, PayloadProblem, StoreError, bounded};
+pub use self::error::{
+    BackendError, BackendErrorKind, CorruptProblem, Corruption, PayloadProblem, StoreError, bounded,
+};
 pub use crate::record::{NewEvent, Position, RawEvent, StoredEvent, StreamId, Version};
 
 /// What an append expects the stream's current version to be.

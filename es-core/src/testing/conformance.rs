@@ -133,7 +133,8 @@ pub async fn expected_version_exact<S: EventStore>(store: S) {
     store.append(&s, ExpectedVersion::Exact(Version(0)), events(2)).await.expect("append at 0 failed");
     assert_conflict(store.append(&s, ExpectedVersion::Exact(Version(1)), events(1)).await, 2);
     assert_conflict(store.append(&s, ExpectedVersion::Exact(Version(3)), events(1)).await, 2);
-    let committed = store.append(&s, ExpectedVersion::Exact(Version(2)), events(2)).await.expect("append at 2 failed").events;
+    let committed =
+        store.append(&s, ExpectedVersion::Exact(Version(2)), events(2)).await.expect("append at 2 failed").events;
     assert_eq!(versions(&committed), [3, 4]);
     assert_conflict(store.append(&stream("new"), ExpectedVersion::Exact(Version(1)), events(1)).await, 0);
 }
@@ -215,7 +216,8 @@ pub async fn reused_event_ids<S: EventStore>(store: S) {
 /// A batch that fails on its last event leaves none of its events behind.
 pub async fn batches_are_all_or_nothing<S: EventStore>(store: S) {
     let s = stream("a");
-    let stored = store.append(&stream("other"), ExpectedVersion::NoStream, events(1)).await.expect("append failed").events;
+    let stored =
+        store.append(&stream("other"), ExpectedVersion::NoStream, events(1)).await.expect("append failed").events;
     let mut batch = events(20);
     batch[19].event_id = stored[0].event_id;
     assert!(store.append(&s, ExpectedVersion::NoStream, batch.clone()).await.is_err());
@@ -281,7 +283,11 @@ pub async fn read_all_in_pages<S: EventStore>(store: S) {
             break;
         }
         assert!(page.next > checkpoint);
-        assert_eq!(page.checkpoint_after(page.events.len() - 1), &page.next, "an unfiltered page ends after its last event");
+        assert_eq!(
+            page.checkpoint_after(page.events.len() - 1),
+            &page.next,
+            "an unfiltered page ends after its last event"
+        );
         checkpoint = page.next.clone();
         seen.extend(page.events);
     }
@@ -314,7 +320,10 @@ pub async fn read_all_filters<S: EventStore>(store: S) {
 
     let by_type = ReadAllFilter::all().stream_type("Order");
     let page = store.read_all(&Checkpoint::START, &by_type, 100).await.expect("read_all failed");
-    assert_eq!(page.events.iter().map(|e| e.event.event_type.as_str()).collect::<Vec<_>>(), ["Placed", "Shipped", "Placed"]);
+    assert_eq!(
+        page.events.iter().map(|e| e.event.event_type.as_str()).collect::<Vec<_>>(),
+        ["Placed", "Shipped", "Placed"]
+    );
 
     let placed = ReadAllFilter::all().event_type("Placed");
     let page = store.read_all(&Checkpoint::START, &placed, 100).await.expect("read_all failed");
@@ -429,7 +438,8 @@ pub async fn many_streams<S: EventStore>(store: S) {
 
 /// Events are found by id.
 pub async fn find_event<S: EventStore>(store: S) {
-    let committed = store.append(&stream("a"), ExpectedVersion::NoStream, events(3)).await.expect("append failed").events;
+    let committed =
+        store.append(&stream("a"), ExpectedVersion::NoStream, events(3)).await.expect("append failed").events;
     let found = store.find_event(committed[1].event_id).await.expect("find_event failed");
     assert_eq!(found.as_ref(), Some(&committed[1]));
     assert!(store.find_event(Uuid::now_v7()).await.expect("find_event failed").is_none());
@@ -470,7 +480,10 @@ pub async fn repository_new_stream<S: EventStore>(store: S) {
     assert!(!loaded.is_new());
     let nothing = counters.execute(&id, |_| Ok(None::<Incremented>)).await;
     assert!(nothing.expect("execute failed").is_empty());
-    assert_eq!(counters.store().stream_version(&StreamId::of::<Counter>(&id)).await.expect("version failed"), Version(1));
+    assert_eq!(
+        counters.store().stream_version(&StreamId::of::<Counter>(&id)).await.expect("version failed"),
+        Version(1)
+    );
     let refused = counters.execute(&id, |c| c.increment_within(10, 10)).await;
     assert!(matches!(refused, Err(RepositoryError::Command(CounterError::OverLimit { value: 5, .. }))), "{refused:?}");
 }
@@ -650,17 +663,32 @@ impl<S: EventStore> Interleaved<S> {
 }
 
 impl<S: EventStore> EventStore for Interleaved<S> {
-    async fn append(&self, stream: &StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<Appended, StoreError> {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
         self.run_meanwhile(Hook::BeforeAppend).await;
         self.inner.append(stream, expected, events).await
     }
-    async fn read_stream(&self, stream: &StreamId, from: Version, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         self.inner.read_stream(stream, from, limit).await
     }
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
         self.inner.stream_version(stream).await
     }
-    async fn read_all(&self, from: &Checkpoint, filter: &ReadAllFilter, limit: usize) -> Result<crate::store::AllEventsPage, StoreError> {
+    async fn read_all(
+        &self,
+        from: &Checkpoint,
+        filter: &ReadAllFilter,
+        limit: usize,
+    ) -> Result<crate::store::AllEventsPage, StoreError> {
         self.inner.read_all(from, filter, limit).await
     }
     async fn head(&self) -> Result<Checkpoint, StoreError> {
@@ -724,16 +752,32 @@ pub async fn repository_command_id_races<S: EventStore + Clone>(store: S) {
             Err(error) => panic!("{name}: a retried command must return the original outcome, got {error:?}"),
         };
         let s = StreamId::of::<Counter>(&id);
-        assert_eq!(store.stream_version(&s).await.expect("version failed"), Version(10), "{name}: one command, one event");
-        let truth: u64 = all_of(&store, &s).await.iter().map(|e| match serde_json::from_str::<Incremented>(&e.event.payload) {
-            Ok(Incremented { by }) => by,
-            Err(error) => panic!("{name}: {error}"),
-        }).sum();
+        assert_eq!(
+            store.stream_version(&s).await.expect("version failed"),
+            Version(10),
+            "{name}: one command, one event"
+        );
+        let truth: u64 = all_of(&store, &s)
+            .await
+            .iter()
+            .map(|e| match serde_json::from_str::<Incremented>(&e.event.payload) {
+                Ok(Incremented { by }) => by,
+                Err(error) => panic!("{name}: {error}"),
+            })
+            .sum();
         let cached = b.load(&id).await.expect("load failed");
-        assert_eq!((cached.value, cached.applied, cached.version), (truth, 10, Version(10)), "{name}: B's cache is wrong");
+        assert_eq!(
+            (cached.value, cached.applied, cached.version),
+            (truth, 10, Version(10)),
+            "{name}: B's cache is wrong"
+        );
         let snapshot = store.load_snapshot(&s).await.expect("load_snapshot failed").expect("no snapshot at 10");
         let snapshotted: Counter = serde_json::from_str(&snapshot.state).expect("snapshot does not decode");
-        assert_eq!((snapshotted.value, snapshotted.applied, snapshot.version), (truth, 10, Version(10)), "{name}: wrong snapshot");
+        assert_eq!(
+            (snapshotted.value, snapshotted.applied, snapshot.version),
+            (truth, 10, Version(10)),
+            "{name}: wrong snapshot"
+        );
         assert_eq!(done.events, a_events, "{name}: B must return A's events");
         assert!(done.already_applied(), "{name}: B must report the command as already applied");
         // And B goes on from there.
