@@ -11,6 +11,10 @@
 //! - [`timer`]: sleeping on any executor.
 //! - [`testing`]: given/when/then, and the store conformance suite (feature `testing`).
 
+// A decode error carries where it happened (stream, version, type) by value, so that it is
+// readable without lookups; it is the cold path, and boxing it would only move the cost.
+#![allow(clippy::result_large_err)]
+
 mod aggregate;
 mod decode;
 mod event;
