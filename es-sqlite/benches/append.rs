@@ -12,19 +12,16 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use es_core::{EventStore, ExpectedVersion, Metadata, NewEvent, StreamId, Version};
+use es_core::{EventStore, ExpectedVersion, Metadata, NewEvent, RawEvent, StreamId, Version};
 use es_sqlite::SqliteStore;
 use rusqlite::{Connection, TransactionBehavior, params};
 use uuid::Uuid;
 
 fn events(count: usize) -> Vec<NewEvent> {
     (0..count)
-        .map(|n| NewEvent {
-            event_id: Uuid::now_v7(),
-            event_type: "MoneyDeposited".to_owned(),
-            schema_version: 2,
-            payload: format!(r#"{{"amount":{n},"reference":"salary"}}"#),
-            metadata: Metadata::new().with_correlation_id(Uuid::now_v7()).with_header("user", "ann"),
+        .map(|n| {
+            NewEvent::new(RawEvent::new("MoneyDeposited", 2, format!(r#"{{"amount":{n},"reference":"salary"}}"#)))
+                .with_metadata(Metadata::new().with_correlation_id(Uuid::now_v7()).with_header("user", "ann"))
         })
         .collect()
 }
@@ -50,7 +47,7 @@ fn raw_append(connection: &mut Connection, stream: &StreamId, expected: i64, bat
     let actual: i64 = transaction
         .prepare_cached(SELECT_STREAM_VERSION)
         .unwrap()
-        .query_row(params![stream.stream_type, stream.id], |row| row.get(0))
+        .query_row(params![stream.stream_type(), stream.id()], |row| row.get(0))
         .unwrap();
     assert_eq!(actual, expected);
     let micros = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_micros() as i64;
@@ -60,13 +57,13 @@ fn raw_append(connection: &mut Connection, stream: &StreamId, expected: i64, bat
         for (offset, (event, metadata)) in batch.iter().enumerate() {
             insert
                 .execute(params![
-                    stream.stream_type,
-                    stream.id,
+                    stream.stream_type(),
+                    stream.id(),
                     actual + offset as i64 + 1,
                     event.event_id.as_bytes(),
-                    event.event_type,
-                    event.schema_version,
-                    event.payload,
+                    event.event.event_type,
+                    event.event.schema_version,
+                    event.event.payload,
                     metadata,
                     micros,
                 ])
@@ -96,7 +93,7 @@ fn append(c: &mut Criterion) {
                     let committed = runtime
                         .block_on(store.append(&stream, ExpectedVersion::Exact(Version(version)), batch))
                         .unwrap();
-                    version += committed.len() as u64;
+                    version += committed.events.len() as u64;
                     black_box(committed)
                 },
                 BatchSize::SmallInput,

@@ -14,17 +14,12 @@
 //! all events follow without skipping, and typed errors (never panics) for rows it cannot read.
 //!
 //! ```
-//! use es_core::{EventStore, ExpectedVersion, Metadata, NewEvent, ReadAllFilter, StreamId, Version};
+//! use es_core::{Checkpoint, EventStore, ExpectedVersion, Metadata, NewEvent, RawEvent, ReadAllFilter, StreamId, Version};
 //! use es_sqlite::SqliteStore;
 //!
 //! fn deposited(amount: u64) -> NewEvent {
-//!     NewEvent {
-//!         event_id: uuid::Uuid::now_v7(),
-//!         event_type: "MoneyDeposited".into(),
-//!         schema_version: 2,
-//!         payload: format!(r#"{{"amount":{amount},"reference":"salary"}}"#),
-//!         metadata: Metadata::new().with_header("user", "ann"),
-//!     }
+//!     let payload = format!(r#"{{"amount":{amount},"reference":"salary"}}"#);
+//!     NewEvent::new(RawEvent::new("MoneyDeposited", 2, payload)).with_metadata(Metadata::new().with_header("user", "ann"))
 //! }
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,17 +29,21 @@
 //!     let account = StreamId::new("BankAccount", "42");
 //!     let batch = vec![deposited(50), deposited(20)];
 //!     let committed = store.append(&account, ExpectedVersion::NoStream, batch.clone()).await?;
-//!     assert_eq!(committed[1].stream_version, Version(2));
+//!     assert!(committed.was_written());
+//!     assert_eq!(committed.events[1].stream_version, Version(2));
 //!
-//!     // A retry of the same append (same ids, same content) returns the original result.
-//!     assert_eq!(store.append(&account, ExpectedVersion::NoStream, batch).await?, committed);
+//!     // A retry of the same append (same ids, same content) returns the stored events, and
+//!     // says that it did not write them.
+//!     let retried = store.append(&account, ExpectedVersion::NoStream, batch).await?;
+//!     assert!(!retried.was_written());
+//!     assert_eq!(retried.events, committed.events);
 //!
 //!     // An append that expected another version is a typed conflict and writes nothing.
 //!     let stale = store.append(&account, ExpectedVersion::Exact(Version(1)), vec![deposited(5)]).await;
 //!     assert!(stale.is_err_and(|error| error.is_conflict()));
 //!
-//!     let page = store.read_all(Default::default(), &ReadAllFilter::all(), 100).await?;
-//!     assert_eq!(page.events, committed);
+//!     let page = store.read_all(&Checkpoint::START, &ReadAllFilter::all(), 100).await?;
+//!     assert_eq!(page.events, committed.events);
 //!     Ok::<_, es_core::StoreError>(())
 //! })?;
 //! # Ok(())
@@ -345,8 +344,11 @@ fn append(
             let version = Version(actual.0 + offset as u64 + 1);
             let metadata = serde_json::to_string(&event.metadata).map_err(|error| {
                 StoreError::from(
-                    es_core::store::BackendError::new(es_core::store::BackendErrorKind::Other, "cannot encode metadata")
-                        .with_source(error),
+                    es_core::store::BackendError::new(
+                        es_core::store::BackendErrorKind::Other,
+                        "cannot encode metadata",
+                    )
+                    .with_source(error),
                 )
             })?;
             insert

@@ -37,8 +37,7 @@ pub(crate) fn event(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
     let corrupt = |field: &'static str, reason: String| {
         let mut corruption = Corruption::new(CorruptProblem::Unreadable { field: field.into(), reason });
         if let (Ok(ValueRef::Text(stream_type)), Ok(ValueRef::Text(id))) = (row.get_ref(1), row.get_ref(2)) {
-            corruption.stream =
-                Some(StreamId::new(String::from_utf8_lossy(stream_type), String::from_utf8_lossy(id)));
+            corruption.stream = Some(StreamId::new(String::from_utf8_lossy(stream_type), String::from_utf8_lossy(id)));
         }
         if let Ok(ValueRef::Integer(version)) = row.get_ref(3)
             && let Ok(version) = u64::try_from(version)
@@ -52,31 +51,54 @@ pub(crate) fn event(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
         }
         StoreError::corrupt(corruption)
     };
-    let position = integer(row, 0, "position").and_then(|p| positive(p, "position")).map_err(|r| corrupt("position", r))?;
-    let stream_type = text(row, 1, "stream_type").map_err(|r| corrupt("stream_type", r))?;
-    let stream_id = text(row, 2, "stream_id").map_err(|r| corrupt("stream_id", r))?;
-    let stream_version = integer(row, 3, "stream_version")
-        .and_then(|v| positive(v, "stream_version"))
-        .map_err(|r| corrupt("stream_version", r))?;
-    let event_id = uuid(row, 4, "event_id").map_err(|r| corrupt("event_id", r))?;
-    let event_type = text(row, 5, "event_type").map_err(|r| corrupt("event_type", r))?;
+    let position = integer(row, 0, "position").map_err(|r| corrupt("events.position", r))?;
+    let stream_type = text(row, 1, "stream_type").map_err(|r| corrupt("events.stream_type", r))?;
+    let stream_id = text(row, 2, "stream_id").map_err(|r| corrupt("events.stream_id", r))?;
+    let stream = StreamId::new(stream_type, stream_id);
+    let stream_version = integer(row, 3, "stream_version").map_err(|r| corrupt("events.stream_version", r))?;
+    // Positions and versions count from 1: anything else is not a value es writes.
+    let position = match u64::try_from(position) {
+        Ok(position) if position > 0 => Position(position),
+        _ => {
+            let corruption =
+                Corruption::new(CorruptProblem::ImpossiblePosition { found: position.to_string() }).in_stream(&stream);
+            let corruption = match u64::try_from(stream_version) {
+                Ok(version) => corruption.at_version(Version(version)),
+                Err(_) => corruption,
+            };
+            return Err(StoreError::corrupt(corruption));
+        }
+    };
+    let stream_version = match u64::try_from(stream_version) {
+        Ok(version) if version > 0 => Version(version),
+        _ => {
+            return Err(es_core::store::kit::version_gap(
+                &stream,
+                Version(1),
+                &stream_version.to_string(),
+                Some(position),
+            ));
+        }
+    };
+    let event_id = uuid(row, 4, "event_id").map_err(|r| corrupt("events.event_id", r))?;
+    let event_type = text(row, 5, "event_type").map_err(|r| corrupt("events.event_type", r))?;
     let schema_version = integer(row, 6, "schema_version")
         .and_then(|v| u32::try_from(v).map_err(|_| format!("holds {v}, not a schema version")))
-        .map_err(|r| corrupt("schema_version", r))?;
-    let payload = text(row, 7, "payload").map_err(|r| corrupt("payload", r))?;
+        .map_err(|r| corrupt("events.schema_version", r))?;
+    let payload = text(row, 7, "payload").map_err(|r| corrupt("events.payload", r))?;
     let metadata = text(row, 8, "metadata")
         .and_then(|json| {
             serde_json::from_str::<Metadata>(&json)
                 .map_err(|error| format!("does not hold the metadata JSON es writes: {error}"))
         })
-        .map_err(|r| corrupt("metadata", r))?;
+        .map_err(|r| corrupt("events.metadata", r))?;
     let recorded_at = integer(row, 9, "recorded_at")
         .and_then(|micros| time_from_micros(micros).ok_or_else(|| format!("holds {micros}, out of range")))
-        .map_err(|r| corrupt("recorded_at", r))?;
+        .map_err(|r| corrupt("events.recorded_at", r))?;
     Ok(StoredEvent {
-        position: Position(position),
-        stream: StreamId::new(stream_type, stream_id),
-        stream_version: Version(stream_version),
+        position,
+        stream,
+        stream_version,
         event_id,
         metadata,
         recorded_at,
@@ -87,7 +109,9 @@ pub(crate) fn event(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
 /// The row of `snapshots` for `stream`, selected as `version, snapshot_version, state`.
 pub(crate) fn snapshot(stream: &StreamId, row: &Row<'_>) -> Result<Snapshot, StoreError> {
     let corrupt = |field: &'static str, reason: String| {
-        StoreError::corrupt(Corruption::new(CorruptProblem::Unreadable { field: field.into(), reason }).in_stream(stream))
+        StoreError::corrupt(
+            Corruption::new(CorruptProblem::Unreadable { field: field.into(), reason }).in_stream(stream),
+        )
     };
     let version = integer(row, 0, "version")
         .and_then(|v| u64::try_from(v).map_err(|_| format!("holds {v}, not a stream version")))
@@ -138,17 +162,11 @@ fn integer(row: &Row<'_>, index: usize, column: &str) -> Result<i64, String> {
     }
 }
 
-fn positive(value: i64, _column: &str) -> Result<u64, String> {
-    match u64::try_from(value) {
-        Ok(value) if value > 0 => Ok(value),
-        _ => Err(format!("holds {value}; it counts from 1")),
-    }
-}
-
 fn uuid(row: &Row<'_>, index: usize, column: &str) -> Result<Uuid, String> {
     match value(row, index, column)? {
-        ValueRef::Blob(bytes) => Uuid::from_slice(bytes)
-            .map_err(|_| format!("holds {} bytes, not the 16 of a UUID", bytes.len())),
+        ValueRef::Blob(bytes) => {
+            Uuid::from_slice(bytes).map_err(|_| format!("holds {} bytes, not the 16 of a UUID", bytes.len()))
+        }
         other => Err(format!("holds {} where a 16-byte UUID blob belongs", kind(other))),
     }
 }
