@@ -1,0 +1,238 @@
+//! Reads: streams, all events in store order, single events, snapshots.
+
+use std::sync::LazyLock;
+
+use rusqlite::{Connection, params};
+use uuid::Uuid;
+
+use es_core::store::kit;
+use es_core::store::{AllEventsPage, BackendErrorKind, CorruptProblem, Corruption, StoreOrigin};
+use es_core::{Checkpoint, Position, ReadAllFilter, Snapshot, StoreError, StoredEvent, StreamId, Version};
+
+use crate::append::to_sql_integer;
+use crate::error::Context;
+use crate::rows;
+
+const SELECT_STREAM_VERSION: &str =
+    "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_type = ?1 AND stream_id = ?2";
+
+static SELECT_BY_ID: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {} FROM events WHERE event_id = ?1", rows::event_columns(None)));
+
+/// From version 1 there is no lower bound (see `read_stream`).
+static SELECT_STREAM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM events WHERE stream_type = ?1 AND stream_id = ?2 AND stream_version >= ?3 \
+         ORDER BY stream_version LIMIT ?4",
+        rows::event_columns(None)
+    )
+});
+
+/// The highest and the lowest position: two lookups at the ends of the rowid tree.
+const SELECT_BOUNDS: &str = "SELECT (SELECT MAX(position) FROM events), (SELECT MIN(position) FROM events)";
+
+/// A page of all events, each with whether its stream version has no predecessor (a gap
+/// before it): one lookup in the `(stream_type, stream_id, stream_version)` index per row.
+fn select_all(filtered: bool) -> String {
+    // A NULL list admits everything; lists are bound as one JSON array each, never spliced
+    // into the SQL: any number of types, and no SQL in an error message.
+    let filter = if filtered {
+        " AND (?4 IS NULL OR e.stream_type IN (SELECT value FROM json_each(?4))) \
+         AND (?5 IS NULL OR e.event_type IN (SELECT value FROM json_each(?5)))"
+    } else {
+        ""
+    };
+    format!(
+        "SELECT {}, e.stream_version > 1 AND p.position IS NULL FROM events e \
+         LEFT JOIN events p ON p.stream_type = e.stream_type AND p.stream_id = e.stream_id \
+         AND p.stream_version = e.stream_version - 1 \
+         WHERE e.position > ?1 AND e.position <= ?2{filter} ORDER BY e.position LIMIT ?3",
+        rows::event_columns(Some("e"))
+    )
+}
+
+static SELECT_ALL: LazyLock<String> = LazyLock::new(|| select_all(false));
+static SELECT_ALL_FILTERED: LazyLock<String> = LazyLock::new(|| select_all(true));
+
+pub(crate) fn stream_version(connection: &Connection, stream: &StreamId) -> Result<Version, StoreError> {
+    let mut statement = connection.prepare_cached(SELECT_STREAM_VERSION).context("cannot read a stream's version")?;
+    let value: i64 = statement
+        .query_row(params![stream.stream_type(), stream.id()], |row| row.get(0))
+        .context("cannot read a stream's version")?;
+    rows::stream_version(stream, value)
+}
+
+pub(crate) fn find_event(connection: &Connection, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
+    let mut statement = connection.prepare_cached(&SELECT_BY_ID).context("cannot look up an event id")?;
+    rows::first_event(statement.query([event_id.as_bytes()]).context("cannot look up an event id")?)
+}
+
+pub(crate) fn read_stream(
+    connection: &Connection,
+    stream: &StreamId,
+    from: Version,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    // From version 1 there is no lower bound, so a row at version 0 or below is read and
+    // refused instead of being filtered out. A version beyond SQLite's integers finds nothing.
+    let lower = if from.0 <= 1 { i64::MIN } else { i64::try_from(from.0).unwrap_or(i64::MAX) };
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut statement = connection.prepare_cached(&SELECT_STREAM).context("cannot read a stream")?;
+    let page = rows::events(
+        statement.query(params![stream.stream_type(), stream.id(), lower, limit]).context("cannot read a stream")?,
+    )?;
+    kit::check_stream_page(stream, from, &page)?;
+    Ok(page)
+}
+
+/// A page of all events after `from` that pass `filter`.
+///
+/// `next` must move past events the filter rejects (or a selective reader would scan the same
+/// rows forever) without ever moving past an event the reader has not been shown. The read
+/// takes `head`, the highest committed position, and then reads only up to it, both in one
+/// read transaction (one snapshot of the file):
+///
+/// - a full page ends at its last event: `next` is that event's position, exactly as
+///   [`es_core::InMemoryStore`] does;
+/// - a page that is not full has examined every row up to `head`, so `next = head`.
+///
+/// An event committed after the snapshot was taken has a higher position (see `append`), so
+/// it is neither in this page nor behind `next`, and the next read finds it.
+///
+/// Impossible history is refused, never skipped: a position below 1 anywhere in the table
+/// (which `position > after` would pass over), a position that goes backwards, a version
+/// below 1, and a version whose predecessor in its stream is missing.
+pub(crate) fn read_all(
+    connection: &Connection,
+    origin: &StoreOrigin,
+    from: &Checkpoint,
+    filter: &ReadAllFilter,
+    limit: usize,
+) -> Result<AllEventsPage, StoreError> {
+    let after = from.resolve(origin)?.map_or(0, |[position, _]| position);
+    let nothing_new = || AllEventsPage::empty(from.clone());
+    if limit == 0 {
+        return Ok(nothing_new());
+    }
+    let transaction = connection.unchecked_transaction().context("cannot start a read")?;
+    let (head, lowest) = bounds(&transaction)?;
+    if let Some(lowest) = lowest
+        && lowest <= 0
+    {
+        return Err(impossible_row(&transaction, lowest));
+    }
+    let head = head.map_or(Ok(0), |head| u64::try_from(head).map_err(|_| impossible_position(head)))?;
+    if head <= after {
+        return Ok(nothing_new());
+    }
+    let bind = |names: &[String]| -> Result<Option<String>, StoreError> {
+        if names.is_empty() {
+            return Ok(None);
+        }
+        serde_json::to_string(names).map(Some).map_err(|error| {
+            es_core::store::BackendError::new(BackendErrorKind::Other, "cannot encode a filter")
+                .with_source(error)
+                .into()
+        })
+    };
+    let after_value = to_sql_integer(after, "position")?;
+    let head_value = to_sql_integer(head, "position")?;
+    let limit_value = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut page = Vec::new();
+    let mut read = |mut found: rusqlite::Rows<'_>| -> Result<(), StoreError> {
+        while let Some(row) = found.next().context("cannot read all events")? {
+            let event = rows::event(row)?;
+            let orphan: bool = row.get(rows::EVENT_COLUMNS.len()).context("cannot read all events")?;
+            if orphan {
+                let missing = Version(event.stream_version.0 - 1);
+                return Err(kit::version_gap(&event.stream, missing, "nothing", Some(event.position)));
+            }
+            page.push(event);
+        }
+        Ok(())
+    };
+    if filter.is_all() {
+        let mut statement = transaction.prepare_cached(&SELECT_ALL).context("cannot read all events")?;
+        read(statement.query(params![after_value, head_value, limit_value]).context("cannot read all events")?)?;
+    } else {
+        let (stream_types, event_types) = (bind(&filter.stream_types)?, bind(&filter.event_types)?);
+        let mut statement = transaction.prepare_cached(&SELECT_ALL_FILTERED).context("cannot read all events")?;
+        read(
+            statement
+                .query(params![after_value, head_value, limit_value, stream_types, event_types])
+                .context("cannot read all events")?,
+        )?;
+    }
+    let events = page;
+    kit::check_all_page(Position(after), &events)?;
+    // A full page ends after its last event. A page that is not full examined every row up to
+    // `head` (in this snapshot; a later commit gets a higher position), so it resumes there.
+    let next = match events.last() {
+        Some(last) if events.len() == limit => last.position,
+        _ => Position(head),
+    };
+    let checkpoint = |position: Position| Checkpoint::new(origin, [position.0, 0]);
+    let events = events.into_iter().map(|event| {
+        let after = checkpoint(event.position);
+        (event, after)
+    });
+    Ok(AllEventsPage::new(events.collect(), checkpoint(next)))
+}
+
+/// The highest and lowest positions stored (`None` for an empty store).
+fn bounds(connection: &Connection) -> Result<(Option<i64>, Option<i64>), StoreError> {
+    connection
+        .prepare_cached(SELECT_BOUNDS)
+        .and_then(|mut statement| statement.query_row([], |row| Ok((row.get(0)?, row.get(1)?))))
+        .context("cannot read the store's positions")
+}
+
+/// The corruption of the row at `position` (below 1), naming its stream and version when the
+/// row reads that far.
+fn impossible_row(connection: &Connection, position: i64) -> StoreError {
+    let sql = format!("SELECT {} FROM events WHERE position = ?1", rows::event_columns(None));
+    let row = connection.prepare(&sql).and_then(|mut statement| {
+        let mut found = statement.query([position])?;
+        Ok(found.next()?.map(rows::event))
+    });
+    match row {
+        // Reading the row reports the position, with its stream and version.
+        Ok(Some(Err(error))) => error,
+        _ => impossible_position(position),
+    }
+}
+
+fn impossible_position(found: i64) -> StoreError {
+    StoreError::corrupt(Corruption::new(CorruptProblem::ImpossiblePosition { found: found.to_string() }))
+}
+
+pub(crate) fn head(connection: &Connection, origin: &StoreOrigin) -> Result<Checkpoint, StoreError> {
+    let (head, lowest) = bounds(connection)?;
+    if let Some(lowest) = lowest
+        && lowest <= 0
+    {
+        return Err(impossible_row(connection, lowest));
+    }
+    match head {
+        None => Ok(Checkpoint::START),
+        Some(head) => {
+            u64::try_from(head).map(|head| Checkpoint::new(origin, [head, 0])).map_err(|_| impossible_position(head))
+        }
+    }
+}
+
+pub(crate) fn load_snapshot(connection: &Connection, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+    let mut statement = connection
+        .prepare_cached(
+            "SELECT version, snapshot_version, state FROM snapshots WHERE stream_type = ?1 AND stream_id = ?2",
+        )
+        .context("cannot load a snapshot")?;
+    let mut found = statement.query(params![stream.stream_type(), stream.id()]).context("cannot load a snapshot")?;
+    match found.next().context("cannot load a snapshot")? {
+        Some(row) => rows::snapshot(stream, row).map(Some),
+        None => Ok(None),
+    }
+}
