@@ -150,3 +150,46 @@ fn directory_refuses_files(directory: &Path) -> bool {
 fn refused(error: &io::Error) -> bool {
     matches!(error.kind(), io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_carry_no_sql_and_bounded_messages() {
+        let sql = format!("SELECT * FROM events WHERE event_type IN ({})", "'x', ".repeat(60_000));
+        let syntax = rusqlite::Error::SqlInputError {
+            error: rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            msg: "near \"'x'\": syntax error".to_owned(),
+            sql,
+            offset: 42,
+        };
+        assert!(syntax.to_string().len() > 300_000, "rusqlite quotes the statement");
+        let error = sqlite_error("cannot read all events", syntax);
+        let source = std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default();
+        assert!(source.contains("syntax error") && !source.contains("SELECT"), "{source}");
+
+        let long = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some("y".repeat(100_000)),
+        );
+        let error = sqlite_error("cannot read all events", long);
+        let source = std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default();
+        assert!(source.len() < 400, "{}", source.len());
+    }
+
+    #[test]
+    fn sqlite_codes_are_classified() {
+        let kind = |code| classify(&rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None));
+        assert_eq!(kind(rusqlite::ffi::SQLITE_BUSY), BackendErrorKind::Busy);
+        assert_eq!(kind(rusqlite::ffi::SQLITE_LOCKED), BackendErrorKind::Busy);
+        assert_eq!(kind(rusqlite::ffi::SQLITE_FULL), BackendErrorKind::StorageFull);
+        assert_eq!(kind(rusqlite::ffi::SQLITE_READONLY), BackendErrorKind::ReadOnly);
+        assert_eq!(kind(rusqlite::ffi::SQLITE_NOTADB), BackendErrorKind::NotADatabase);
+        assert_eq!(kind(rusqlite::ffi::SQLITE_IOERR), BackendErrorKind::Io);
+        assert!(kind(rusqlite::ffi::SQLITE_BUSY).is_transient());
+        assert!(
+            !kind(rusqlite::ffi::SQLITE_FULL).is_transient() && !kind(rusqlite::ffi::SQLITE_READONLY).is_transient()
+        );
+    }
+}
