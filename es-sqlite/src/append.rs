@@ -79,7 +79,10 @@ fn stored_with_ids(transaction: &Transaction<'_>, batch: &[NewEvent]) -> Result<
     }
     ids.push(']');
     let mut statement = transaction.prepare_cached(&SELECT_BY_IDS).context("cannot look up the batch's event ids")?;
-    let found = rows::events(statement.query([ids]).context("cannot look up the batch's event ids")?)?;
+    let found = rows::events(
+        statement.query([ids]).context("cannot look up the batch's event ids")?,
+        "cannot look up the batch's event ids",
+    )?;
     if found.is_empty() {
         return Ok(vec![None; batch.len()]);
     }

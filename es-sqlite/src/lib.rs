@@ -12,6 +12,8 @@
 //! It implements [`EventStore`] with every guarantee of the contract: optimistic concurrency,
 //! all-or-nothing batches, idempotent retries by event id, one store-wide order that readers of
 //! all events follow without skipping, and typed errors (never panics) for rows it cannot read.
+//! Read models may live in the same file and change in the append's own transaction
+//! ([`SqliteStore::append_with`], [`SqliteStore::transaction`], [`SqliteStore::read`]).
 //!
 //! ```
 //! use es_core::{Checkpoint, EventStore, ExpectedVersion, Metadata, NewEvent, RawEvent, ReadAllFilter, StreamId, Version};
@@ -52,29 +54,70 @@
 //!
 //! # How it works
 //!
-//! - **Connections.** One writer connection behind a mutex serves every append and snapshot
-//!   write. For a file, reads go to a small pool of separate connections, so in WAL mode they
-//!   neither wait for nor block a writer; `:memory:` databases use the single connection for
-//!   everything, since every in-memory connection would be a database of its own.
-//! - **Async.** The [`EventStore`] futures run the blocking SQLite work on
-//!   [`tokio::task::spawn_blocking`] when called inside a Tokio runtime, and inline otherwise.
-//!   An append whose future is dropped while it runs still commits or fails as a whole; retry
-//!   it with the same event ids to learn which.
+//! - **Connections.** One writer connection behind a mutex serves every append, snapshot
+//!   write and [`SqliteStore::transaction`]. For a file, reads go to a pool of separate,
+//!   query-only connections, so in WAL mode they neither wait for nor block the writer. The
+//!   pool opens connections as reads need them, up to [`SqliteOptions::max_readers`] (8 by
+//!   default); a read that finds them all in use waits up to [`SqliteOptions::pool_timeout`]
+//!   and then fails with the transient [`BackendErrorKind::PoolTimeout`]. `:memory:`
+//!   databases use the single connection for everything, since every in-memory connection
+//!   would be a database of its own.
+//! - **Async.** The [`EventStore`] futures (and `transaction`, `append_with`, `read`) run the
+//!   blocking SQLite work on [`tokio::task::spawn_blocking`] when called inside a Tokio
+//!   runtime, and inline otherwise (any other executor, or none). An append whose future is
+//!   dropped while it runs still commits or fails as a whole; retry it with the same event ids
+//!   to learn which ([`AppendOutcome::AlreadyStored`] says it was committed before).
+//! - **Appends.** One IMMEDIATE transaction: the batch's ids looked up in one query (a retry
+//!   returns the stored events), the stream's version checked, the rows inserted, the
+//!   `append_with` hook run, the commit. Positions come from `AUTOINCREMENT` and become
+//!   visible strictly in order, so a reader's checkpoint (the last position it examined, taken
+//!   with the page in one read transaction) never skips an event committed later.
 //! - **Several processes.** Any number of processes may open the same file: SQLite serializes
-//!   their writes, and a writer waits up to 10 seconds for another one's transaction
-//!   before giving up with a backend error ("database is locked").
+//!   their writes, and a writer waits up to [`SqliteOptions::busy_timeout`] (10 seconds by
+//!   default) for another one's transaction before failing with the transient
+//!   [`BackendErrorKind::Busy`].
 //! - **Durability.** Commits are synchronous (`PRAGMA synchronous = FULL`): an append that
 //!   returned survives a crash of the process or of the machine. A killed process leaves every
 //!   batch either wholly stored or absent.
-//! - **Schema.** The tables are `events`, `snapshots` and `projection_checkpoints`, versioned
-//!   with `PRAGMA user_version` and migrated forward on open in one transaction. A database
-//!   written by a newer es is refused with [`StoreError::SchemaTooNew`]; a file that is not an
-//!   SQLite database with a [`StoreError::Backend`] that says so.
-//! - **Bad data.** A stored row this code cannot read (metadata that is not the JSON es
-//!   writes, an event id that is not 16 bytes, a version below 1, …) is a
-//!   [`StoreError::Corrupt`] naming the table, the position and the stream. Payloads are
-//!   handed out as stored; `es_core::decode_record` turns one that does not fit into a typed
-//!   `DecodeError`.
+//! - **Schema.** The tables are `events`, `snapshots` and `store_meta`, versioned with
+//!   `PRAGMA user_version` ([`SqliteStore::SCHEMA_VERSION`], now 2) and migrated forward on
+//!   open in one transaction. Migration 1 → 2 creates `store_meta` with the store's id (a
+//!   random UUID, the [`SqliteStore::origin`] every checkpoint carries, so that a checkpoint of
+//!   another database is refused with [`StoreError::ForeignCheckpoint`]) and drops
+//!   `projection_checkpoints` of schema 1: a checkpoint is kept by whoever reads, in the read
+//!   model's own tables. A database written by a newer es is refused with
+//!   [`StoreError::SchemaTooNew`].
+//! - **Bad data.** History es never writes is a [`StoreError::Corrupt`] whose
+//!   [`Corruption`](es_core::store::Corruption) names the stream, version and position it
+//!   found, never skipped or guessed: a value that does not read (metadata that is not the
+//!   JSON es writes, an event id that is not 16 bytes, …: `Unreadable`, naming the
+//!   `table.column`), a position below 1 anywhere in the table (`ImpossiblePosition`, from
+//!   every read of all events and from `head`), a row at the last position SQLite can hand
+//!   out (`ImpossiblePosition` from the next append, instead of SQLite's "database or disk is
+//!   full"), and versions that do not run 1, 2, 3 …
+//!   (`VersionGap`, from stream reads and, through a check of each event's predecessor, from
+//!   reads of all events). Payloads are handed out as stored; `es_core::decode_record` turns
+//!   one that does not fit into a typed `DecodeError`.
+//! - **Errors.** Storage failures are a [`StoreError::Backend`] whose
+//!   [`kind`](es_core::store::BackendError::kind) tells them apart: `Busy` and `PoolTimeout`
+//!   are transient ([`StoreError::is_transient`]); `StorageFull`, `ReadOnly`,
+//!   `PermissionDenied`, `NotADatabase`, `Io`, `OutOfRange` are not. rusqlite's error is kept
+//!   as the source. Messages say what the store was doing and never carry SQL or unbounded
+//!   input: filters are bound as one JSON array each, whatever their length. At open, a file
+//!   this process may not write is refused as `ReadOnly` naming the file (rather than opened
+//!   read-only to fail at the first append), a directory it may not create files in (SQLite
+//!   keeps `-wal` and `-shm` beside the database) as `PermissionDenied` naming the directory,
+//!   and a missing directory as missing.
+//!
+//! [`EventStore`]: es_core::EventStore
+//! [`StoreError::Corrupt`]: es_core::StoreError::Corrupt
+//! [`StoreError::Backend`]: es_core::StoreError::Backend
+//! [`StoreError::ForeignCheckpoint`]: es_core::StoreError::ForeignCheckpoint
+//! [`StoreError::SchemaTooNew`]: es_core::StoreError::SchemaTooNew
+//! [`StoreError::is_transient`]: es_core::StoreError::is_transient
+//! [`AppendOutcome::AlreadyStored`]: es_core::store::AppendOutcome::AlreadyStored
+//! [`BackendErrorKind::PoolTimeout`]: es_core::store::BackendErrorKind::PoolTimeout
+//! [`BackendErrorKind::Busy`]: es_core::store::BackendErrorKind::Busy
 
 mod append;
 mod bridge;

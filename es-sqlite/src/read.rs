@@ -1,5 +1,6 @@
 //! Reads: streams, all events in store order, single events, snapshots.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use rusqlite::{Connection, params};
@@ -31,25 +32,26 @@ static SELECT_STREAM: LazyLock<String> = LazyLock::new(|| {
 /// The highest and the lowest position: two lookups at the ends of the rowid tree.
 const SELECT_BOUNDS: &str = "SELECT (SELECT MAX(position) FROM events), (SELECT MIN(position) FROM events)";
 
-/// A page of all events, each with whether its stream version has no predecessor (a gap
-/// before it): one lookup in the `(stream_type, stream_id, stream_version)` index per row.
+/// A page of all events.
 fn select_all(filtered: bool) -> String {
     // A NULL list admits everything; lists are bound as one JSON array each, never spliced
     // into the SQL: any number of types, and no SQL in an error message.
     let filter = if filtered {
-        " AND (?4 IS NULL OR e.stream_type IN (SELECT value FROM json_each(?4))) \
-         AND (?5 IS NULL OR e.event_type IN (SELECT value FROM json_each(?5)))"
+        " AND (?4 IS NULL OR stream_type IN (SELECT value FROM json_each(?4))) \
+         AND (?5 IS NULL OR event_type IN (SELECT value FROM json_each(?5)))"
     } else {
         ""
     };
     format!(
-        "SELECT {}, e.stream_version > 1 AND p.position IS NULL FROM events e \
-         LEFT JOIN events p ON p.stream_type = e.stream_type AND p.stream_id = e.stream_id \
-         AND p.stream_version = e.stream_version - 1 \
-         WHERE e.position > ?1 AND e.position <= ?2{filter} ORDER BY e.position LIMIT ?3",
-        rows::event_columns(Some("e"))
+        "SELECT {} FROM events WHERE position > ?1 AND position <= ?2{filter} ORDER BY position LIMIT ?3",
+        rows::event_columns(None)
     )
 }
+
+/// Whether a stream has a version: one lookup in the `(stream_type, stream_id,
+/// stream_version)` index.
+const SELECT_VERSION_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM events WHERE stream_type = ?1 AND stream_id = ?2 \
+     AND stream_version = ?3)";
 
 static SELECT_ALL: LazyLock<String> = LazyLock::new(|| select_all(false));
 static SELECT_ALL_FILTERED: LazyLock<String> = LazyLock::new(|| select_all(true));
@@ -83,6 +85,7 @@ pub(crate) fn read_stream(
     let mut statement = connection.prepare_cached(&SELECT_STREAM).context("cannot read a stream")?;
     let page = rows::events(
         statement.query(params![stream.stream_type(), stream.id(), lower, limit]).context("cannot read a stream")?,
+        "cannot read a stream",
     )?;
     kit::check_stream_page(stream, from, &page)?;
     Ok(page)
@@ -104,7 +107,8 @@ pub(crate) fn read_stream(
 ///
 /// Impossible history is refused, never skipped: a position below 1 anywhere in the table
 /// (which `position > after` would pass over), a position that goes backwards, a version
-/// below 1, and a version whose predecessor in its stream is missing.
+/// below 1, and a version whose predecessor in its stream is missing
+/// ([`check_predecessors`]).
 pub(crate) fn read_all(
     connection: &Connection,
     origin: &StoreOrigin,
@@ -141,33 +145,24 @@ pub(crate) fn read_all(
     let after_value = to_sql_integer(after, "position")?;
     let head_value = to_sql_integer(head, "position")?;
     let limit_value = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut page = Vec::new();
-    let mut read = |mut found: rusqlite::Rows<'_>| -> Result<(), StoreError> {
-        while let Some(row) = found.next().context("cannot read all events")? {
-            let event = rows::event(row)?;
-            let orphan: bool = row.get(rows::EVENT_COLUMNS.len()).context("cannot read all events")?;
-            if orphan {
-                let missing = Version(event.stream_version.0 - 1);
-                return Err(kit::version_gap(&event.stream, missing, "nothing", Some(event.position)));
-            }
-            page.push(event);
-        }
-        Ok(())
-    };
-    if filter.is_all() {
+    let events = if filter.is_all() {
         let mut statement = transaction.prepare_cached(&SELECT_ALL).context("cannot read all events")?;
-        read(statement.query(params![after_value, head_value, limit_value]).context("cannot read all events")?)?;
+        rows::events(
+            statement.query(params![after_value, head_value, limit_value]).context("cannot read all events")?,
+            "cannot read all events",
+        )?
     } else {
         let (stream_types, event_types) = (bind(&filter.stream_types)?, bind(&filter.event_types)?);
         let mut statement = transaction.prepare_cached(&SELECT_ALL_FILTERED).context("cannot read all events")?;
-        read(
+        rows::events(
             statement
                 .query(params![after_value, head_value, limit_value, stream_types, event_types])
                 .context("cannot read all events")?,
-        )?;
-    }
-    let events = page;
+            "cannot read all events",
+        )?
+    };
     kit::check_all_page(Position(after), &events)?;
+    check_predecessors(&transaction, &events)?;
     // A full page ends after its last event. A page that is not full examined every row up to
     // `head` (in this snapshot; a later commit gets a higher position), so it resumes there.
     let next = match events.last() {
@@ -180,6 +175,38 @@ pub(crate) fn read_all(
         (event, after)
     });
     Ok(AllEventsPage::new(events.collect(), checkpoint(next)))
+}
+
+/// Checks that every event's stream has the version before it (from 1): an event whose
+/// stream's previous event in the page is the version before needs nothing more; any other
+/// (the first of its stream in the page, or one after events a filter rejected) is looked up.
+/// A page of whole batches thus costs one lookup per stream in it, not one per event.
+fn check_predecessors(connection: &Connection, page: &[StoredEvent]) -> Result<(), StoreError> {
+    let mut last_seen: HashMap<&StreamId, Version> = HashMap::new();
+    let mut statement = None;
+    for event in page {
+        let version = event.stream_version;
+        let previous = Version(version.0 - 1);
+        let seen = last_seen.insert(&event.stream, version);
+        if previous == Version::NONE || seen == Some(previous) {
+            continue;
+        }
+        let statement = match &mut statement {
+            Some(statement) => statement,
+            None => statement
+                .insert(connection.prepare_cached(SELECT_VERSION_EXISTS).context("cannot check a stream's versions")?),
+        };
+        let stored: bool = statement
+            .query_row(
+                params![event.stream.stream_type(), event.stream.id(), to_sql_integer(previous.0, "stream version")?],
+                |row| row.get(0),
+            )
+            .context("cannot check a stream's versions")?;
+        if !stored {
+            return Err(kit::version_gap(&event.stream, previous, "nothing", Some(event.position)));
+        }
+    }
+    Ok(())
 }
 
 /// The highest and lowest positions stored (`None` for an empty store).

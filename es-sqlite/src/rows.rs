@@ -55,10 +55,10 @@ fn field(index: usize) -> String {
     format!("events.{}", EVENT_COLUMNS[index])
 }
 
-/// Every event the query yields.
-pub(crate) fn events(mut rows: rusqlite::Rows<'_>) -> Result<Vec<StoredEvent>, StoreError> {
+/// Every event the query yields; a failure to step says `context`.
+pub(crate) fn events(mut rows: rusqlite::Rows<'_>, context: &'static str) -> Result<Vec<StoredEvent>, StoreError> {
     let mut events = Vec::new();
-    while let Some(row) = rows.next().context("cannot read events")? {
+    while let Some(row) = rows.next().context(context)? {
         events.push(event(row)?);
     }
     Ok(events)

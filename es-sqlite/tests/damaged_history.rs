@@ -114,6 +114,17 @@ async fn version_gaps_are_corrupt_in_stream_reads_and_in_reads_of_all_events() {
             assert!(found.version.is_some(), "{what}, {read}: {found:?}");
             assert!(matches!(found.problem, CorruptProblem::VersionGap { .. }), "{what}, {read}: {found:?}");
         }
+        // Read page by page, the gap is found where the page after it starts, too.
+        let mut from = Checkpoint::START;
+        let paged = loop {
+            match store.read_all(&from, &ReadAllFilter::all(), 1).await {
+                Ok(page) if page.events.is_empty() => break Ok(()),
+                Ok(page) => from = page.next,
+                Err(error) => break Err(error),
+            }
+        };
+        let found = corruption(paged, &format!("{what}, read_all by pages of 1"));
+        assert_eq!(found.stream, Some(account()), "{what}, paged");
         // The healthy stream still reads.
         assert_eq!(store.read_stream(&other, Version(0), 100).await.unwrap().len(), 1);
     }
