@@ -1,7 +1,7 @@
 //! Reads: streams, all events in store order, single events, snapshots.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, params};
 use uuid::Uuid;
@@ -112,6 +112,7 @@ pub(crate) fn read_stream(
 pub(crate) fn read_all(
     connection: &Connection,
     origin: &StoreOrigin,
+    seen: &VersionsSeen,
     from: &Checkpoint,
     filter: &ReadAllFilter,
     limit: usize,
@@ -162,7 +163,7 @@ pub(crate) fn read_all(
         )?
     };
     kit::check_all_page(Position(after), &events)?;
-    check_predecessors(&transaction, &events)?;
+    check_predecessors(&transaction, &events, seen)?;
     // A full page ends after its last event. A page that is not full examined every row up to
     // `head` (in this snapshot; a later commit gets a higher position), so it resumes there.
     let next = match events.last() {
@@ -177,33 +178,92 @@ pub(crate) fn read_all(
     Ok(AllEventsPage::new(events.collect(), checkpoint(next)))
 }
 
-/// Checks that every event's stream has the version before it (from 1): an event whose
-/// stream's previous event in the page is the version before needs nothing more; any other
-/// (the first of its stream in the page, or one after events a filter rejected) is looked up.
-/// A page of whole batches thus costs one lookup per stream in it, not one per event.
-fn check_predecessors(connection: &Connection, page: &[StoredEvent]) -> Result<(), StoreError> {
-    let mut last_seen: HashMap<&StreamId, Version> = HashMap::new();
+/// What earlier reads of all events found about streams, so that a read need not look up the
+/// predecessor of an event whose predecessor an earlier read handed out.
+///
+/// For each stream: `prefix`, a version up to which every version has been seen to exist
+/// (from 1, in order), and `last`, the version of the stream that the latest read ended with.
+/// A projection reading from the start, or one resuming where it stopped, then needs no
+/// lookup at all; a reader starting in the middle needs one per stream. The map is cleared
+/// when it holds [`VersionsSeen::MAX_STREAMS`] streams.
+#[derive(Default)]
+pub(crate) struct VersionsSeen {
+    streams: Mutex<HashMap<StreamId, Seen>>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Seen {
+    prefix: Version,
+    last: Version,
+}
+
+impl VersionsSeen {
+    const MAX_STREAMS: usize = 100_000;
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<StreamId, Seen>> {
+        // Plain values, each written in one step: never half-updated.
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Checks that every event's stream has the version before it (from 1). An event whose
+/// predecessor is the previous event of its stream in the page, or was seen by an earlier read
+/// ([`VersionsSeen`]), needs nothing more; any other (the first of its stream in the page, or
+/// one after events a filter rejected) is looked up in the stream index.
+fn check_predecessors(connection: &Connection, page: &[StoredEvent], seen: &VersionsSeen) -> Result<(), StoreError> {
+    // This page's view: the last version of each stream, and whether every version up to it
+    // is known to exist.
+    let mut in_page: HashMap<&StreamId, (Version, bool)> = HashMap::new();
     let mut statement = None;
     for event in page {
         let version = event.stream_version;
         let previous = Version(version.0 - 1);
-        let seen = last_seen.insert(&event.stream, version);
-        if previous == Version::NONE || seen == Some(previous) {
-            continue;
-        }
-        let statement = match &mut statement {
-            Some(statement) => statement,
-            None => statement
-                .insert(connection.prepare_cached(SELECT_VERSION_EXISTS).context("cannot check a stream's versions")?),
+        let prefix = if previous == Version::NONE {
+            true
+        } else if let Some(&(last, prefix)) = in_page.get(&event.stream)
+            && last == previous
+        {
+            prefix
+        } else if let Some(known) = seen.lock().get(&event.stream).copied()
+            && (known.prefix >= previous || known.last == previous)
+        {
+            known.prefix >= previous
+        } else {
+            let statement = match &mut statement {
+                Some(statement) => statement,
+                None => statement.insert(
+                    connection.prepare_cached(SELECT_VERSION_EXISTS).context("cannot check a stream's versions")?,
+                ),
+            };
+            let stored: bool = statement
+                .query_row(
+                    params![
+                        event.stream.stream_type(),
+                        event.stream.id(),
+                        to_sql_integer(previous.0, "stream version")?
+                    ],
+                    |row| row.get(0),
+                )
+                .context("cannot check a stream's versions")?;
+            if !stored {
+                return Err(kit::version_gap(&event.stream, previous, "nothing", Some(event.position)));
+            }
+            false
         };
-        let stored: bool = statement
-            .query_row(
-                params![event.stream.stream_type(), event.stream.id(), to_sql_integer(previous.0, "stream version")?],
-                |row| row.get(0),
-            )
-            .context("cannot check a stream's versions")?;
-        if !stored {
-            return Err(kit::version_gap(&event.stream, previous, "nothing", Some(event.position)));
+        in_page.insert(&event.stream, (version, prefix));
+    }
+    if in_page.is_empty() {
+        return Ok(());
+    }
+    let mut streams = seen.lock();
+    if streams.len() + in_page.len() > VersionsSeen::MAX_STREAMS {
+        streams.clear();
+    }
+    for (stream, (last, prefix)) in in_page {
+        let known = streams.entry(stream.clone()).or_default();
+        known.last = last;
+        if prefix && last > known.prefix {
+            known.prefix = last;
         }
     }
     Ok(())

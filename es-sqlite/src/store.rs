@@ -82,6 +82,8 @@ pub struct SqliteStore {
 
 struct Inner {
     connections: Connections,
+    /// What reads of all events found about streams' versions (see `read::VersionsSeen`).
+    seen: read::VersionsSeen,
     /// What was opened, for `Debug`.
     location: String,
     /// Which store this is, carried by every checkpoint it hands out.
@@ -145,7 +147,8 @@ impl SqliteStore {
     }
 
     fn from_parts(connections: Connections, location: String, store_id: Uuid) -> Self {
-        Self { inner: Arc::new(Inner { connections, location, origin: StoreOrigin::new("sqlite", store_id) }) }
+        let origin = StoreOrigin::new("sqlite", store_id);
+        Self { inner: Arc::new(Inner { connections, seen: read::VersionsSeen::default(), location, origin }) }
     }
 
     /// Which store this is: kind `"sqlite"` and the id the database got when it was created
@@ -300,8 +303,13 @@ impl EventStore for SqliteStore {
         filter: &ReadAllFilter,
         limit: usize,
     ) -> Result<AllEventsPage, StoreError> {
-        let (from, filter) = (from.clone(), filter.clone());
-        self.reading(move |connection, origin| read::read_all(connection, origin, &from, &filter, limit)).await
+        let (from, filter, inner) = (from.clone(), filter.clone(), Arc::clone(&self.inner));
+        blocking(move || {
+            inner
+                .connections
+                .read(|connection| read::read_all(connection, &inner.origin, &inner.seen, &from, &filter, limit))
+        })
+        .await
     }
 
     async fn head(&self) -> Result<Checkpoint, StoreError> {

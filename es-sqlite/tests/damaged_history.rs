@@ -154,3 +154,41 @@ async fn a_checkpoint_moves_only_past_what_the_read_examined() {
     let next = store.read_all(&rest.next, &accounts, 2).await.unwrap();
     assert_eq!(next.events, late.events);
 }
+
+/// What a read learned about a stream does not hide a gap written after it: a reader that has
+/// read the stream to version 3 meets version 5 and refuses it; readers at other positions
+/// and with filters read healthy history without a false alarm.
+#[tokio::test]
+async fn what_earlier_reads_saw_hides_no_later_gap() {
+    let (_dir, store, connection) = store_and_connection();
+    let other = StreamId::new("Ledger", "x");
+    for n in 0..3 {
+        store.append(&account(), ExpectedVersion::Any, vec![new_event(n)]).await.unwrap();
+        store.append(&other, ExpectedVersion::Any, vec![new_event(n)]).await.unwrap();
+    }
+    let filters = [ReadAllFilter::all(), ReadAllFilter::all().stream_type("Account")];
+    let mut middle = Checkpoint::START;
+    for filter in &filters {
+        for limit in [1, 2, 100] {
+            let mut from = Checkpoint::START;
+            loop {
+                let page = store.read_all(&from, filter, limit).await.unwrap();
+                if page.events.is_empty() {
+                    break;
+                }
+                if page.events.iter().any(|e| e.stream_version == Version(2)) {
+                    middle = page.next.clone();
+                }
+                from = page.next;
+            }
+        }
+    }
+    let head = store.head().await.unwrap();
+    insert(&connection, &account(), None, 5);
+    for from in [head, middle] {
+        for filter in &filters {
+            let found = corruption(store.read_all(&from, filter, 100).await, "after the gap was written");
+            assert_eq!((found.stream, found.version), (Some(account()), Some(Version(4))));
+        }
+    }
+}
