@@ -96,7 +96,10 @@
 //!   out (`ImpossiblePosition` from the next append, instead of SQLite's "database or disk is
 //!   full"), and versions that do not run 1, 2, 3 …
 //!   (`VersionGap`, from stream reads and, through a check of each event's predecessor, from
-//!   reads of all events). Payloads are handed out as stored; `es_core::decode_record` turns
+//!   reads of all events: the predecessor is looked up in the stream index only when neither
+//!   the page nor an earlier read of this store showed it, so a projection reading from the
+//!   start or resuming where it stopped pays nothing, and a reader starting in the middle one
+//!   lookup per stream). Payloads are handed out as stored; `es_core::decode_record` turns
 //!   one that does not fit into a typed `DecodeError`.
 //! - **Errors.** Storage failures are a [`StoreError::Backend`] whose
 //!   [`kind`](es_core::store::BackendError::kind) tells them apart: `Busy` and `PoolTimeout`

@@ -211,30 +211,38 @@ impl VersionsSeen {
 /// ([`VersionsSeen`]), needs nothing more; any other (the first of its stream in the page, or
 /// one after events a filter rejected) is looked up in the stream index.
 fn check_predecessors(connection: &Connection, page: &[StoredEvent], seen: &VersionsSeen) -> Result<(), StoreError> {
+    if page.is_empty() {
+        return Ok(());
+    }
     // This page's view: the last version of each stream, and whether every version up to it
-    // is known to exist.
+    // is known to exist. Worked out under one lock; the lookups run after it is released.
     let mut in_page: HashMap<&StreamId, (Version, bool)> = HashMap::new();
-    let mut statement = None;
-    for event in page {
-        let version = event.stream_version;
-        let previous = Version(version.0 - 1);
-        let prefix = if previous == Version::NONE {
-            true
-        } else if let Some(&(last, prefix)) = in_page.get(&event.stream)
-            && last == previous
-        {
-            prefix
-        } else if let Some(known) = seen.lock().get(&event.stream).copied()
-            && (known.prefix >= previous || known.last == previous)
-        {
-            known.prefix >= previous
-        } else {
-            let statement = match &mut statement {
-                Some(statement) => statement,
-                None => statement.insert(
-                    connection.prepare_cached(SELECT_VERSION_EXISTS).context("cannot check a stream's versions")?,
-                ),
+    let mut unknown = Vec::new();
+    {
+        let streams = seen.lock();
+        for event in page {
+            let (version, previous) = (event.stream_version, Version(event.stream_version.0 - 1));
+            let entry = in_page.entry(&event.stream);
+            let prefix = match &entry {
+                _ if previous == Version::NONE => true,
+                std::collections::hash_map::Entry::Occupied(last) if last.get().0 == previous => last.get().1,
+                _ => match streams.get(&event.stream) {
+                    Some(known) if known.prefix >= previous => true,
+                    Some(known) if known.last == previous => false,
+                    _ => {
+                        unknown.push(event);
+                        false
+                    }
+                },
             };
+            *entry.or_default() = (version, prefix);
+        }
+    }
+    if !unknown.is_empty() {
+        let mut statement =
+            connection.prepare_cached(SELECT_VERSION_EXISTS).context("cannot check a stream's versions")?;
+        for event in unknown {
+            let previous = Version(event.stream_version.0 - 1);
             let stored: bool = statement
                 .query_row(
                     params![
@@ -248,12 +256,7 @@ fn check_predecessors(connection: &Connection, page: &[StoredEvent], seen: &Vers
             if !stored {
                 return Err(kit::version_gap(&event.stream, previous, "nothing", Some(event.position)));
             }
-            false
-        };
-        in_page.insert(&event.stream, (version, prefix));
-    }
-    if in_page.is_empty() {
-        return Ok(());
+        }
     }
     let mut streams = seen.lock();
     if streams.len() + in_page.len() > VersionsSeen::MAX_STREAMS {

@@ -57,9 +57,10 @@ fn field(index: usize) -> String {
 
 /// Every event the query yields; a failure to step says `context`.
 pub(crate) fn events(mut rows: rusqlite::Rows<'_>, context: &'static str) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut events = Vec::new();
+    let mut events: Vec<StoredEvent> = Vec::new();
     while let Some(row) = rows.next().context(context)? {
-        events.push(event(row)?);
+        let event = event_after(row, events.last().map(|last| &last.stream))?;
+        events.push(event);
     }
     Ok(events)
 }
@@ -74,6 +75,12 @@ pub(crate) fn first_event(mut rows: rusqlite::Rows<'_>) -> Result<Option<StoredE
 
 /// One row of `events`, selected as [`event_columns`].
 pub(crate) fn event(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
+    event_after(row, None)
+}
+
+/// One row of `events`, sharing the stream name of the event read before it when the row is of
+/// the same stream (a stream read, a batch): no new strings for it.
+fn event_after(row: &Row<'_>, previous: Option<&StreamId>) -> Result<StoredEvent, StoreError> {
     let corrupt = |index: usize, reason: String| {
         let mut corruption = Corruption::new(CorruptProblem::Unreadable { field: field(index).into(), reason });
         if let (Ok(ValueRef::Text(stream_type)), Ok(ValueRef::Text(id))) =
@@ -94,9 +101,18 @@ pub(crate) fn event(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
         StoreError::corrupt(corruption)
     };
     let position = integer(row, POSITION).map_err(|r| corrupt(POSITION, r))?;
-    let stream_type = text(row, STREAM_TYPE).map_err(|r| corrupt(STREAM_TYPE, r))?;
-    let stream_id = text(row, STREAM_ID).map_err(|r| corrupt(STREAM_ID, r))?;
-    let stream = StreamId::new(stream_type, stream_id);
+    let stream = match (previous, row.get_ref(STREAM_TYPE), row.get_ref(STREAM_ID)) {
+        (Some(previous), Ok(ValueRef::Text(stream_type)), Ok(ValueRef::Text(id)))
+            if stream_type == previous.stream_type().as_bytes() && id == previous.id().as_bytes() =>
+        {
+            previous.clone()
+        }
+        _ => {
+            let stream_type = text(row, STREAM_TYPE).map_err(|r| corrupt(STREAM_TYPE, r))?;
+            let stream_id = text(row, STREAM_ID).map_err(|r| corrupt(STREAM_ID, r))?;
+            StreamId::new(stream_type, stream_id)
+        }
+    };
     let stream_version = integer(row, STREAM_VERSION).map_err(|r| corrupt(STREAM_VERSION, r))?;
     // Positions and versions count from 1: anything else is not a value es writes.
     let position = match u64::try_from(position) {
