@@ -22,7 +22,8 @@
 //! `cargo bench -p es-sqlite --bench append` prints criterion's figures and then runs every
 //! workload again with the store and raw rusqlite interleaved run by run (so that both meet the
 //! same load from anything else on the machine), printing events per second from the median
-//! run and the ratio store / raw. `ES_BENCH_SUMMARY_ONLY=1` prints that summary only.
+//! run and the ratio store / raw. `ES_BENCH_SUMMARY_ONLY=1` prints that summary only, and
+//! `ES_BENCH_SUMMARY=append` (or `read`) runs only those workloads of it.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -309,10 +310,23 @@ fn summary(dir: &Path) {
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let stream = StreamId::new("BankAccount", "paired");
     println!("\n{:<34} {:>12} {:>12} {:>9}", "workload (median of interleaved runs)", "es/s", "rusqlite/s", "es/raw");
-    for (name, size, rounds) in [("append 100 per commit", 100usize, 200usize), ("append 1 per commit", 1, 1_000)] {
-        for (label, in_runtime) in [("tokio", true), ("inline", false)] {
-            let store = SqliteStore::open(dir.join(format!("paired-{size}-{label}.db"))).unwrap();
-            let mut connection = raw_connection(&dir.join(format!("paired-{size}-{label}-raw.db")));
+    let appends = if std::env::var("ES_BENCH_SUMMARY").is_ok_and(|only| only == "read") {
+        &[][..]
+    } else {
+        &[("append 100 per commit", 100usize, 200usize), ("append 1 per commit", 1, 1_000)][..]
+    };
+    for &(name, size, rounds) in appends {
+        // The last one in CPU time of this thread (the store runs inline there): what each
+        // side spends besides waiting for the disk.
+        for (label, in_runtime, cpu) in [("tokio", true, false), ("inline", false, false), ("inline, CPU", false, true)]
+        {
+            if cpu && thread_cpu_time().is_none() {
+                continue;
+            }
+            let clock = move || if cpu { thread_cpu_time().unwrap_or_default() } else { wall_time() };
+            let file = label.replace(", ", "-");
+            let store = SqliteStore::open(dir.join(format!("paired-{size}-{file}.db"))).unwrap();
+            let mut connection = raw_connection(&dir.join(format!("paired-{size}-{file}-raw.db")));
             let (mut version, mut raw_version) = (0u64, 0i64);
             paired(
                 &format!("{name}, {label}"),
@@ -320,18 +334,18 @@ fn summary(dir: &Path) {
                 rounds,
                 || {
                     let batch = events(size);
-                    let started = Instant::now();
+                    let started = clock();
                     let append = store.append(&stream, ExpectedVersion::Exact(Version(version)), batch);
                     let appended = if in_runtime { runtime.block_on(append) } else { inline(append) }.unwrap();
-                    let elapsed = started.elapsed();
+                    let elapsed = clock().saturating_sub(started);
                     version += appended.events.len() as u64;
                     elapsed
                 },
                 || {
                     let batch = events(size);
-                    let started = Instant::now();
+                    let started = clock();
                     black_box(raw_append(&mut connection, &stream, raw_version, &batch));
-                    let elapsed = started.elapsed();
+                    let elapsed = clock().saturating_sub(started);
                     raw_version += batch.len() as i64;
                     elapsed
                 },
@@ -339,6 +353,11 @@ fn summary(dir: &Path) {
         }
     }
 
+    // `ES_BENCH_SUMMARY=append` runs only the appends of the summary, `=read` only the reads.
+    let only = std::env::var("ES_BENCH_SUMMARY").unwrap_or_default();
+    if only == "append" {
+        return;
+    }
     let (store, connection) = filled(dir, "paired-read-stream", 1, 10_000);
     let stream = StreamId::new("BankAccount", "0");
     paired(
@@ -449,6 +468,12 @@ fn es_read_all_inline(store: &SqliteStore) -> usize {
         total += black_box(page.events).len();
         from = page.next;
     }
+}
+
+/// The time since the first call, as a `Duration` (to subtract like CPU times).
+fn wall_time() -> Duration {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
 }
 
 /// The CPU time this thread has run, from Linux's `/proc/thread-self/schedstat` (nanoseconds);
