@@ -12,7 +12,7 @@ use es_core::store::{Appended, BackendErrorKind, CorruptProblem, Corruption};
 use es_core::{ExpectedVersion, NewEvent, Position, Snapshot, StoreError, StoredEvent, StreamId, Version};
 
 use crate::error::{Context, sqlite_error, store_failure};
-use crate::read::stream_version;
+use crate::read::{find_event, stream_version};
 use crate::rows;
 
 const INSERT_EVENT: &str = "INSERT INTO events (stream_type, stream_id, stream_version, event_id, event_type, \
@@ -30,6 +30,12 @@ static SELECT_BY_IDS: LazyLock<String> = LazyLock::new(|| {
 /// Appends `events` to `stream` in one IMMEDIATE transaction, and runs `hook` in it after the
 /// inserts, with the events as they will be committed. The transaction commits only when the
 /// hook returns `Ok`; a retry that finds the events stored writes nothing and runs no hook.
+///
+/// Stored ids are found with at most one lookup on the way to a commit: a retry has every id
+/// stored, so its first one; a batch whose first id is new is no retry, and if another of its
+/// ids is stored the UNIQUE index on `event_id` refuses the insert, and the batch's ids are
+/// then looked up in one query to name it. A version conflict looks them up too, so that a
+/// reused id is reported before a conflict, as by every store.
 pub(crate) fn append<T, E, H>(
     connection: &mut Connection,
     stream: &StreamId,
@@ -47,19 +53,66 @@ where
     let transaction = connection
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .context("cannot start an append transaction")?;
-    let existing = stored_with_ids(&transaction, &events)?;
-    if let Some(stored) = resolve_retry(stream, &events, existing)? {
-        // Nothing written: dropping the transaction rolls it back.
-        return Ok((Appended::already_stored(stored), None));
+    if let Some(first) = events.first()
+        && find_event(&transaction, first.event_id)?.is_some()
+    {
+        let existing = stored_with_ids(&transaction, &events)?;
+        if let Some(stored) = resolve_retry(stream, &events, existing)? {
+            // Nothing written: dropping the transaction rolls it back.
+            return Ok((Appended::already_stored(stored), None));
+        }
     }
     let actual = stream_version(&transaction, stream)?;
     if !expected.admits(actual) {
+        if events.len() > 1 {
+            // The first id is new (or this is a retry, returned above): any stored id is reused.
+            resolve_retry(stream, &events, stored_with_ids(&transaction, &events)?)?;
+        }
         return Err(StoreError::Conflict { stream: stream.clone(), expected, actual }.into());
     }
-    let committed = insert(&transaction, stream, actual, events)?;
+    let ids = kit::batch_ids(&events);
+    let committed = match insert(&transaction, stream, actual, events) {
+        Ok(committed) => committed,
+        Err(Refused::Constraint { offset, error }) => {
+            return Err(reused_id(&transaction, ids[offset], error).into());
+        }
+        Err(Refused::Store(error)) => return Err(error.into()),
+    };
     let output = hook(&transaction, &committed)?;
     transaction.commit().context("cannot commit an append")?;
     Ok((Appended::written(committed), Some(output)))
+}
+
+/// Why an insert failed.
+enum Refused {
+    /// A constraint refused the event at `offset` of the batch: see [`reused_id`].
+    Constraint {
+        offset: usize,
+        error: rusqlite::Error,
+    },
+    Store(StoreError),
+}
+
+impl From<StoreError> for Refused {
+    fn from(error: StoreError) -> Self {
+        Refused::Store(error)
+    }
+}
+
+/// The error for a batch whose event at `offset` a constraint refused. The events before it
+/// went in, so their ids were new: if this one's id is stored, it is the first stored id of
+/// the batch, named as [`resolve_retry`] names it. Otherwise the constraint was another one
+/// (a stream version taken, which only damaged history allows), reported as it is.
+fn reused_id(transaction: &Transaction<'_>, event_id: Uuid, error: rusqlite::Error) -> StoreError {
+    match find_event(transaction, event_id) {
+        Ok(Some(stored)) => StoreError::EventIdReused {
+            event_id,
+            existing_stream: stored.stream,
+            existing_version: stored.stream_version,
+        },
+        Ok(None) => sqlite_error("cannot append events", error),
+        Err(lookup) => lookup,
+    }
 }
 
 /// What is stored under each id of `batch`, in the batch's order, looked up in one query.
@@ -95,7 +148,7 @@ fn insert(
     stream: &StreamId,
     actual: Version,
     events: Vec<NewEvent>,
-) -> Result<Vec<StoredEvent>, StoreError> {
+) -> Result<Vec<StoredEvent>, Refused> {
     // Stored in microseconds, so hand back the time as it will read back.
     let now = SystemTime::now();
     let (micros, recorded_at) = rows::micros_since_epoch(now)
@@ -127,7 +180,10 @@ fn insert(
                 metadata,
                 micros,
             ])
-            .map_err(|error| insert_error(transaction, error))?;
+            .map_err(|error| match error.sqlite_error_code() {
+                Some(ErrorCode::ConstraintViolation) => Refused::Constraint { offset, error },
+                _ => Refused::Store(insert_error(transaction, error)),
+            })?;
         // SQLite runs one write transaction at a time and AUTOINCREMENT hands out rowids
         // above every one ever used, so positions become visible strictly in order: a
         // reader that has seen position p has seen every event below p that will ever

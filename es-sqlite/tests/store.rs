@@ -121,6 +121,10 @@ async fn behaves_like_the_in_memory_store() {
         (1, ExpectedVersion::Any, vec![reused]),           // id stored in another stream
         (0, ExpectedVersion::Any, vec![other_content]),    // id stored with other content
         (0, ExpectedVersion::Any, vec![first[0].clone(), event("X", 0)]), // partly stored
+        // Partly stored, the first id new: refused by the insert, and nothing of it kept.
+        (1, ExpectedVersion::Any, vec![event("New", 0), event("New", 1), first[1].clone(), event("New", 2)]),
+        // The same with a wrong version: the reused id is reported, not the conflict.
+        (1, ExpectedVersion::Exact(Version(9)), vec![event("New", 3), first[1].clone()]),
         (2, ExpectedVersion::Any, vec![]),
         (1, ExpectedVersion::NoStream, vec![]), // an empty batch still checks the version
         (2, ExpectedVersion::Any, vec![event("Closed", 10)]),
