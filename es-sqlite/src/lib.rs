@@ -67,8 +67,10 @@
 //!   runtime, and inline otherwise (any other executor, or none). An append whose future is
 //!   dropped while it runs still commits or fails as a whole; retry it with the same event ids
 //!   to learn which ([`AppendOutcome::AlreadyStored`] says it was committed before).
-//! - **Appends.** One IMMEDIATE transaction: the batch's ids looked up in one query (a retry
-//!   returns the stored events), the stream's version checked, the rows inserted, the
+//! - **Appends.** One IMMEDIATE transaction: the batch's first id looked up (a retry has every
+//!   id stored and returns the stored events; a batch whose first id is new is no retry, and
+//!   another of its ids already stored is refused by the unique index and then named as
+//!   [`StoreError::EventIdReused`]), the stream's version checked, the rows inserted, the
 //!   `append_with` hook run, the commit. Positions come from `AUTOINCREMENT` and become
 //!   visible strictly in order, so a reader's checkpoint (the last position it examined, taken
 //!   with the page in one read transaction) never skips an event committed later.
@@ -114,6 +116,7 @@
 //!
 //! [`EventStore`]: es_core::EventStore
 //! [`StoreError::Corrupt`]: es_core::StoreError::Corrupt
+//! [`StoreError::EventIdReused`]: es_core::StoreError::EventIdReused
 //! [`StoreError::Backend`]: es_core::StoreError::Backend
 //! [`StoreError::ForeignCheckpoint`]: es_core::StoreError::ForeignCheckpoint
 //! [`StoreError::SchemaTooNew`]: es_core::StoreError::SchemaTooNew
