@@ -33,7 +33,12 @@ impl<'a> FromSql<'a> for PgMicros {
 /// Seconds from the Unix epoch to PostgreSQL's (2000-01-01).
 const PG_EPOCH_SECS: u64 = 946_684_800;
 
+/// The time of a stored `timestamptz`; `None` for `infinity` and `-infinity` (stored as the
+/// extreme integers), which es never writes, and for times `SystemTime` cannot hold.
 fn time_from_pg_micros(micros: i64) -> Option<SystemTime> {
+    if micros == i64::MAX || micros == i64::MIN {
+        return None;
+    }
     let pg_epoch = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(PG_EPOCH_SECS))?;
     let offset = Duration::from_micros(micros.unsigned_abs());
     if micros >= 0 { pg_epoch.checked_add(offset) } else { pg_epoch.checked_sub(offset) }
@@ -105,7 +110,9 @@ pub(crate) fn event(row: &Row, offset: usize) -> Result<StoredEvent, StoreError>
         })
         .map_err(|r| corrupt("events.metadata", r))?;
     let recorded_at = get::<PgMicros>(row, offset + 9)
-        .and_then(|PgMicros(micros)| time_from_pg_micros(micros).ok_or_else(|| "is out of range".to_owned()))
+        .and_then(|PgMicros(micros)| {
+            time_from_pg_micros(micros).ok_or_else(|| "is infinite or out of range".to_owned())
+        })
         .map_err(|r| corrupt("events.recorded_at", r))?;
     Ok(StoredEvent {
         position: Position(position),
@@ -156,8 +163,8 @@ mod tests {
     fn timestamps_convert_without_panicking() {
         assert_eq!(time_from_pg_micros(0), SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(PG_EPOCH_SECS)));
         // `infinity` and `-infinity`.
-        let _ = time_from_pg_micros(i64::MAX);
-        let _ = time_from_pg_micros(i64::MIN);
+        assert_eq!(time_from_pg_micros(i64::MAX), None);
+        assert_eq!(time_from_pg_micros(i64::MIN), None);
         let now = to_micros(SystemTime::now());
         assert_eq!(now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos() % 1000).ok(), Some(0));
     }
