@@ -36,9 +36,17 @@ mod postgres {
         }
     }
 
-    es::conformance_suite!(|test: &str| {
+    /// `es_facade_<test>_<seconds since the epoch, hex>_<random>`: the es-postgres tests drop
+    /// such schemas once they are an hour old (these tests cannot drop their own: the suite
+    /// takes the store).
+    fn schema_for(test: &str) -> String {
         let random = es::Uuid::new_v4().simple().to_string();
-        let schema = format!("es_facade_{}_{}", &test[..test.len().min(40)], &random[..12]);
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        format!("es_facade_{}_{secs:x}_{}", &test[..test.len().min(30)], &random[..8])
+    }
+
+    es::conformance_suite!(|test: &str| {
+        let schema = schema_for(test);
         async move {
             let options = es::PostgresOptions::new().schema(schema);
             match es::PostgresStore::connect_with(&database_url(), options).await {
