@@ -55,4 +55,13 @@ mod postgres {
             }
         }
     });
+
+    /// `AnyStore::connect` opens a PostgreSQL URL as the PostgreSQL store (schema `es`).
+    #[tokio::test]
+    async fn any_store_connects_to_postgres_urls() {
+        use es::EventStore;
+        let store = es::AnyStore::connect(&database_url()).await.expect("cannot connect through AnyStore");
+        assert!(matches!(store, es::AnyStore::Postgres(_)), "{store:?}");
+        store.head().await.expect("head failed");
+    }
 }
