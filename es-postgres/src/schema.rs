@@ -167,8 +167,14 @@ fn lock_key(schema: &str) -> i64 {
 /// Brings `schema` up to [`SCHEMA_VERSION`] in one transaction under an advisory lock (so two
 /// processes connecting at once migrate once), creating it if needed, and returns the store's
 /// id.
+///
+/// A schema already at the current version is only read: no lock, no DDL, so connecting does
+/// not queue behind another process's migration check and works on a read-only hot standby.
 pub(crate) async fn migrate(client: &mut Object, schema: &str) -> Result<Uuid, StoreError> {
     let s = quote(schema);
+    if let Some(id) = current(client, schema, &s).await? {
+        return Ok(id);
+    }
     let transaction = client.transaction().await.context("cannot start the schema migration")?;
     transaction
         .query_typed("SELECT pg_advisory_xact_lock($1)", &[(&lock_key(schema), Type::INT8)])
@@ -191,19 +197,7 @@ pub(crate) async fn migrate(client: &mut Object, schema: &str) -> Result<Uuid, S
         .batch_execute(&format!("CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value text NOT NULL)"))
         .await
         .context("cannot create the store's meta table")?;
-    let found = read_meta(&transaction, &s, "schema_version").await?;
-    let found = match found {
-        None => 0,
-        Some(text) => text.parse::<u32>().map_err(|_| {
-            StoreError::corrupt(Corruption::new(CorruptProblem::Unreadable {
-                field: "meta.schema_version".into(),
-                reason: format!("holds `{}`, a schema version no version of es writes", bounded(&text)),
-            }))
-        })?,
-    };
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
-    }
+    let found = check_version(read_meta(&transaction, &s, "schema_version").await?)?;
     for (from, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         transaction
             .batch_execute(&migration.replace("{schema}", &s))
@@ -219,15 +213,64 @@ pub(crate) async fn migrate(client: &mut Object, schema: &str) -> Result<Uuid, S
     transaction.query_typed(&upsert, &[(&version, Type::TEXT)]).await.context("cannot record the schema version")?;
     let insert_id = format!("INSERT INTO {s}.meta (key, value) VALUES ('store_id', $1) ON CONFLICT (key) DO NOTHING");
     transaction.query_typed(&insert_id, &[(&new_id, Type::TEXT)]).await.context("cannot record the store's id")?;
-    let id = read_meta(&transaction, &s, "store_id").await?.unwrap_or_default();
-    let id = Uuid::parse_str(&id).map_err(|_| {
-        StoreError::corrupt(Corruption::new(CorruptProblem::Unreadable {
-            field: "meta.store_id".into(),
-            reason: format!("holds `{}`, not a UUID", bounded(&id)),
-        }))
-    })?;
+    let id = parse_id(&read_meta(&transaction, &s, "store_id").await?.unwrap_or_default())?;
     transaction.commit().await.context("cannot commit the schema migration")?;
     Ok(id)
+}
+
+/// The store's id when `schema` exists at the current version; `None` when it must be created
+/// or migrated.
+async fn current(client: &Object, schema: &str, s: &str) -> Result<Option<Uuid>, StoreError> {
+    let table = format!("{s}.meta");
+    let exists = client
+        .query_typed("SELECT to_regclass($1) IS NOT NULL", &[(&table, Type::TEXT)])
+        .await
+        .context("cannot look up the store's meta table")?;
+    if !exists.first().is_some_and(|row| row.try_get::<_, bool>(0).unwrap_or(false)) {
+        return Ok(None);
+    }
+    let rows = client
+        .query_typed(&format!("SELECT key, value FROM {s}.meta WHERE key IN ('schema_version', 'store_id')"), &[])
+        .await
+        .map_err(|error| pg_error(format!("cannot read the meta table of schema `{schema}`"), error))?;
+    let value = |key: &str| {
+        rows.iter()
+            .find(|row| row.try_get::<_, String>(0).is_ok_and(|found| found == key))
+            .and_then(|row| row.try_get::<_, String>(1).ok())
+    };
+    if check_version(value("schema_version"))? != SCHEMA_VERSION {
+        return Ok(None);
+    }
+    match value("store_id") {
+        Some(id) => parse_id(&id).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The schema version as stored (0 when not recorded yet), refused when newer than this code.
+fn check_version(found: Option<String>) -> Result<u32, StoreError> {
+    let found = match found {
+        None => 0,
+        Some(text) => text.parse::<u32>().map_err(|_| {
+            StoreError::corrupt(Corruption::new(CorruptProblem::Unreadable {
+                field: "meta.schema_version".into(),
+                reason: format!("holds `{}`, a schema version no version of es writes", bounded(&text)),
+            }))
+        })?,
+    };
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
+    }
+    Ok(found)
+}
+
+fn parse_id(text: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text).map_err(|_| {
+        StoreError::corrupt(Corruption::new(CorruptProblem::Unreadable {
+            field: "meta.store_id".into(),
+            reason: format!("holds `{}`, not a UUID", bounded(text)),
+        }))
+    })
 }
 
 async fn read_meta(

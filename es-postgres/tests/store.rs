@@ -425,3 +425,24 @@ async fn bad_rows_are_typed_errors() {
     assert!(matches!(error, StoreError::Corrupt(_)), "{error:?}");
     common::drop_schema(&store).await;
 }
+
+/// A store opens read-only on an existing schema, as on a hot standby (here: a session with
+/// `default_transaction_read_only`): reads work, and an append is a typed `ReadOnly` error.
+#[tokio::test]
+async fn a_read_only_server_serves_reads() {
+    let store = common::store("read_only").await;
+    let committed = store.append(&stream("a"), ExpectedVersion::NoStream, events(2)).await.expect("append");
+    let url = common::database_url();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let read_only_url = format!("{url}{separator}options=-c%20default_transaction_read_only%3Don");
+    let replica = PostgresStore::connect_with(&read_only_url, PostgresOptions::new().schema(store.schema()))
+        .await
+        .expect("an existing schema opens on a read-only server");
+    assert_eq!(everything(&replica).await, committed.events);
+    assert_eq!(replica.head().await.expect("head"), store.head().await.expect("head"), "the same store");
+    let error = replica.append(&stream("a"), ExpectedVersion::Any, events(1)).await.expect_err("read-only");
+    assert_eq!(backend_kind(&error), Some(BackendErrorKind::ReadOnly), "{error}");
+    let fresh = PostgresOptions::new().schema(common::unique_schema("read_only_new"));
+    assert!(PostgresStore::connect_with(&read_only_url, fresh).await.is_err(), "a new schema cannot be made there");
+    common::drop_schema(&store).await;
+}
