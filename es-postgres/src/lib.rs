@@ -139,21 +139,22 @@
 //! [`kit::resolve_retry`]: es_core::store::kit::resolve_retry
 //! [`kit::check_batch`]: es_core::store::kit::check_batch
 
+mod commit;
 mod error;
 mod rows;
 mod schema;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use es_core::store::kit::{self, resolve_retry};
-use es_core::store::{AllEventsPage, Appended, BackendErrorKind, CorruptProblem, Corruption, StoreOrigin, bounded};
+use es_core::store::{AllEventsPage, Appended, BackendErrorKind, StoreOrigin, bounded};
 use es_core::{
     Checkpoint, EventStore, ExpectedVersion, NewEvent, Position, ReadAllFilter, Snapshot, StoreError, StoredEvent,
     StreamId, Version,
@@ -162,7 +163,7 @@ use es_core::{
 pub use deadpool_postgres;
 pub use tokio_postgres;
 
-use crate::error::{Context, backend, pg_error, pool_error, unique_violation};
+use crate::error::{Context, backend, pool_error};
 use crate::schema::Sql;
 
 /// How an append whose insert collided with a concurrent writer is tried again before giving
@@ -240,6 +241,8 @@ pub struct PostgresStore {
 struct Inner {
     pool: Pool,
     sql: Sql,
+    /// Inserts the appends that are ready together ([`commit`]).
+    committer: commit::Committer,
     schema: String,
     /// Where it is, without any password, for messages and `Debug`.
     location: String,
@@ -328,8 +331,9 @@ impl PostgresStore {
         let id = schema::migrate(&mut client, &schema).await?;
         drop(client);
         let sql = Sql::new(&schema);
+        let committer = commit::Committer::start(pool.clone(), Arc::from(sql.insert.as_str()));
         let origin = StoreOrigin::new("postgres", id);
-        Ok(Self { inner: Arc::new(Inner { pool, sql, schema, location, origin }) })
+        Ok(Self { inner: Arc::new(Inner { pool, sql, committer, schema, location, origin }) })
     }
 
     /// The schema the store's tables are in.
@@ -441,9 +445,7 @@ fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn impossible_frontier(reason: &str) -> StoreError {
-    StoreError::corrupt(Corruption::new(CorruptProblem::ImpossiblePosition { found: reason.to_owned() }))
-}
+use crate::commit::impossible_frontier;
 
 impl EventStore for PostgresStore {
     /// See the crate docs for why this never leaves a hole in the store order.
@@ -461,12 +463,6 @@ impl EventStore for PostgresStore {
         events: Vec<NewEvent>,
     ) -> Result<Appended, StoreError> {
         kit::check_batch(&events)?;
-        let client = self.client("cannot append events").await?;
-        let count = to_sql_integer(events.len() as u64, "a batch of")?;
-        let ids = kit::batch_ids(&events);
-        let event_types: Vec<&str> = events.iter().map(|event| event.event.event_type.as_str()).collect();
-        let schema_versions: Vec<i64> = events.iter().map(|event| i64::from(event.event.schema_version)).collect();
-        let payloads: Vec<&str> = events.iter().map(|event| event.event.payload.as_str()).collect();
         let metadata = events
             .iter()
             .map(|event| serde_json::to_string(&event.metadata))
@@ -477,55 +473,45 @@ impl EventStore for PostgresStore {
                         .with_source(error),
                 )
             })?;
-        for _ in 0..APPEND_ATTEMPTS {
+        let mut job = commit::Job { stream: stream.clone(), first_version: 0, events, metadata };
+        let mut held = Some(self.client("cannot append events").await?);
+        for attempt in 0..APPEND_ATTEMPTS {
+            let client = match held.take() {
+                Some(client) => client,
+                None => self.client("cannot append events").await?,
+            };
             let actual = self.stream_version_on(&client, stream).await?;
             if !expected.admits(actual) {
-                if let Some(stored) = resolve_retry(stream, &events, self.existing(&client, &events).await?)? {
+                if let Some(stored) = resolve_retry(stream, &job.events, self.existing(&client, &job.events).await?)? {
                     return Ok(Appended::already_stored(stored));
                 }
                 return Err(StoreError::Conflict { stream: stream.clone(), expected, actual });
             }
-            if events.is_empty() {
+            if job.events.is_empty() {
                 return Ok(Appended::written(Vec::new()));
             }
-            let before = to_sql_integer(actual.0, "stream version")?;
-            to_sql_integer(actual.0 + events.len() as u64, "stream version")?;
-            let recorded_at = rows::to_micros(SystemTime::now());
-            let params: [(&(dyn ToSql + Sync), Type); 10] = [
-                (&count, Type::INT8),
-                (&stream.stream_type(), Type::TEXT),
-                (&stream.id(), Type::TEXT),
-                (&before, Type::INT8),
-                (&recorded_at, Type::TIMESTAMPTZ),
-                (&ids, Type::UUID_ARRAY),
-                (&event_types, Type::TEXT_ARRAY),
-                (&schema_versions, Type::INT8_ARRAY),
-                (&payloads, Type::TEXT_ARRAY),
-                (&metadata, Type::TEXT_ARRAY),
-            ];
-            match client.query_typed(&self.inner.sql.insert, &params).await {
-                Ok(rows) => {
-                    let mut positions = vec![None; events.len()];
-                    for row in &rows {
-                        let version = rows::counter(row, 1, "events.stream_version")?;
-                        let position = rows::counter(row, 0, "events.position")?;
-                        let slot = version.checked_sub(actual.0 + 1).and_then(|i| usize::try_from(i).ok());
-                        if let Some(slot) = slot.and_then(|slot| positions.get_mut(slot)) {
-                            *slot = Some(position);
-                        }
-                    }
-                    if positions.iter().any(Option::is_none) {
-                        // Only possible without the frontier row: then nothing was inserted.
-                        return Err(impossible_frontier("missing (the `head` row of the store's schema is gone)"));
-                    }
-                    let committed = events
+            to_sql_integer(actual.0 + job.events.len() as u64, "stream version")?;
+            job.first_version = actual.0 + 1;
+            // The first try goes to the group commit, without holding a connection the
+            // committer may need; a try after a collision goes alone.
+            let outcome = if attempt == 0 {
+                drop(client);
+                self.inner.committer.commit(job).await
+            } else {
+                let outcome = commit::alone(&client, &self.inner.sql.insert, job).await;
+                held = Some(client);
+                outcome
+            };
+            match outcome {
+                commit::Outcome::Written { job, first, recorded_at } => {
+                    let committed = job
+                        .events
                         .into_iter()
-                        .zip(positions.into_iter().flatten())
                         .enumerate()
-                        .map(|(offset, (event, position))| StoredEvent {
-                            position: Position(position),
+                        .map(|(offset, event)| StoredEvent {
+                            position: Position(first + offset as u64),
                             stream: stream.clone(),
-                            stream_version: Version(actual.0 + offset as u64 + 1),
+                            stream_version: Version(job.first_version + offset as u64),
                             event_id: event.event_id,
                             metadata: event.metadata,
                             recorded_at,
@@ -534,20 +520,22 @@ impl EventStore for PostgresStore {
                         .collect();
                     return Ok(Appended::written(committed));
                 }
-                Err(error) => match unique_violation(&error) {
-                    Some(Some(constraint)) if constraint == "events_pkey" => {
-                        return Err(impossible_frontier(
-                            "behind the stored positions (the `head` row of the store's schema was changed)",
-                        ));
+                commit::Outcome::Collided(back) => {
+                    job = back;
+                    let client = match held.take() {
+                        Some(client) => client,
+                        None => self.client("cannot append events").await?,
+                    };
+                    if let Some(stored) =
+                        resolve_retry(stream, &job.events, self.existing(&client, &job.events).await?)?
+                    {
+                        return Ok(Appended::already_stored(stored));
                     }
-                    Some(_) => {
-                        if let Some(stored) = resolve_retry(stream, &events, self.existing(&client, &events).await?)? {
-                            return Ok(Appended::already_stored(stored));
-                        }
-                        // Another writer took these versions first: read the stream again.
-                    }
-                    None => return Err(pg_error("cannot append events", error)),
-                },
+                    // Another writer took these versions first (or another append of the
+                    // group collided): read the stream again.
+                    held = Some(client);
+                }
+                commit::Outcome::Failed(error) => return Err(error),
             }
         }
         Err(backend(

@@ -100,22 +100,24 @@ impl Sql {
             ),
             find_event: format!("SELECT {cols} FROM {s}.events WHERE event_id = $1"),
             find_events: format!("SELECT {cols} FROM {s}.events WHERE event_id = ANY($1)"),
-            // One statement takes the frontier's row lock (held to commit), hands this batch the
-            // next positions and inserts it: the serialized part of an append is this statement
-            // and the commit. $1 events, $2/$3 the stream, $4 the version before the batch, $5
-            // the time, then one array per column.
+            // One statement takes the frontier's row lock (held to commit), hands the rows the
+            // next positions in array order and inserts them: the serialized part of an append
+            // is this statement and the commit. The rows may belong to several appends (group
+            // commit, see `commit.rs`). $1 rows, $2 the time, then one array per column.
             insert: format!(
                 "WITH frontier AS (
                     UPDATE {s}.head SET last_position = last_position + $1 RETURNING last_position - $1 AS base
                  )
                  INSERT INTO {s}.events (position, stream_type, stream_id, stream_version, event_id, event_type,
                                          schema_version, payload, metadata, recorded_at)
-                 SELECT frontier.base + e.ord, $2, $3, $4 + e.ord, e.event_id, e.event_type, e.schema_version,
-                        e.payload, e.metadata, $5
+                 SELECT frontier.base + e.ord, e.stream_type, e.stream_id, e.stream_version, e.event_id, e.event_type,
+                        e.schema_version, e.payload, e.metadata, $2
                  FROM frontier,
-                      UNNEST($6::uuid[], $7::text[], $8::bigint[], $9::text[], $10::text[])
-                          WITH ORDINALITY AS e(event_id, event_type, schema_version, payload, metadata, ord)
-                 RETURNING position, stream_version"
+                      UNNEST($3::text[], $4::text[], $5::bigint[], $6::uuid[], $7::text[], $8::bigint[], $9::text[],
+                             $10::text[])
+                          WITH ORDINALITY AS e(stream_type, stream_id, stream_version, event_id, event_type,
+                                               schema_version, payload, metadata, ord)
+                 RETURNING position"
             ),
             read_stream: format!(
                 "SELECT {cols} FROM {s}.events WHERE stream_type = $1 AND stream_id = $2 AND stream_version >= $3 \

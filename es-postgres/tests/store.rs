@@ -446,3 +446,50 @@ async fn a_read_only_server_serves_reads() {
     assert!(PostgresStore::connect_with(&read_only_url, fresh).await.is_err(), "a new schema cannot be made there");
     common::drop_schema(&store).await;
 }
+
+/// Appends that arrive together share a commit, yet each keeps its own outcome: of 8 racing
+/// to create one stream exactly one writes and 7 conflict, 8 on streams of their own all
+/// write, two deliveries of one batch write it once, and positions stay 1, 2, 3 ….
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn appends_committed_together_keep_their_own_outcomes() {
+    let store = common::store_with("group", PostgresOptions::new().max_connections(32)).await;
+    for round in 0..5 {
+        let twice = events(3);
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(18));
+        let mut tasks = Vec::new();
+        for task in 0..18usize {
+            let store = store.clone();
+            let start = std::sync::Arc::clone(&start);
+            let twice = twice.clone();
+            tasks.push(tokio::spawn(async move {
+                let (s, batch) = match task {
+                    0..8 => (stream(&format!("hot-{round}")), events(1)),
+                    8..16 => (stream(&format!("own-{round}-{task}")), events(2)),
+                    _ => (stream(&format!("twice-{round}")), twice),
+                };
+                start.wait().await;
+                (task, store.append(&s, ExpectedVersion::NoStream, batch).await)
+            }));
+        }
+        let (mut hot_written, mut hot_conflicts, mut twice_written, mut twice_found) = (0, 0, 0, 0);
+        for task in tasks {
+            let (task, result) = task.await.expect("a task panicked");
+            match (task, result) {
+                (0..8, Ok(appended)) if appended.was_written() => hot_written += 1,
+                (0..8, Err(StoreError::Conflict { actual, .. })) => {
+                    assert_eq!(actual, Version(1));
+                    hot_conflicts += 1;
+                }
+                (8..16, Ok(appended)) => assert!(appended.was_written()),
+                (_, Ok(appended)) if appended.was_written() => twice_written += 1,
+                (_, Ok(_)) => twice_found += 1,
+                (task, other) => panic!("task {task}: {other:?}"),
+            }
+        }
+        assert_eq!((hot_written, hot_conflicts, twice_written, twice_found), (1, 7, 1, 1), "round {round}");
+    }
+    let all = everything(&store).await;
+    assert_eq!(all.len(), 5 * (1 + 8 * 2 + 3));
+    assert_eq!(all.iter().map(|e| e.position.0).collect::<Vec<_>>(), (1..=all.len() as u64).collect::<Vec<_>>());
+    common::drop_schema(&store).await;
+}
