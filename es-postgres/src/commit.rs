@@ -61,10 +61,19 @@ pub(crate) struct Committer {
 
 impl Committer {
     /// Starts the committer on the current Tokio runtime.
-    pub(crate) fn start(pool: Pool, insert_sql: Arc<str>) -> Self {
+    ///
+    /// # Errors
+    /// A backend error outside a Tokio runtime.
+    pub(crate) fn start(pool: Pool, insert_sql: Arc<str>) -> Result<Self, StoreError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|error| {
+            StoreError::from(
+                BackendError::new(BackendErrorKind::Other, "PostgresStore needs a Tokio runtime: connect inside one")
+                    .with_source(error),
+            )
+        })?;
         let (requests, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, insert_sql, receiver));
-        Self { requests }
+        runtime.spawn(run(pool, insert_sql, receiver));
+        Ok(Self { requests })
     }
 
     /// Inserts `job` with whatever other appends are waiting.

@@ -335,11 +335,14 @@ impl PostgresStore {
     }
 
     async fn open(pool: Pool, schema: String, location: String) -> Result<Self, StoreError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(backend(BackendErrorKind::Other, "PostgresStore needs a Tokio runtime: connect inside one"));
+        }
         let mut client = pool.get().await.map_err(|error| connect_error(&location, error))?;
         let id = schema::migrate(&mut client, &schema).await?;
         drop(client);
         let sql = Sql::new(&schema);
-        let committer = commit::Committer::start(pool.clone(), Arc::from(sql.insert.as_str()));
+        let committer = commit::Committer::start(pool.clone(), Arc::from(sql.insert.as_str()))?;
         let origin = StoreOrigin::new("postgres", id);
         Ok(Self { inner: Arc::new(Inner { pool, sql, committer, schema, location, origin }) })
     }

@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, Runtime};
@@ -492,4 +493,17 @@ async fn appends_committed_together_keep_their_own_outcomes() {
     assert_eq!(all.len(), 5 * (1 + 8 * 2 + 3));
     assert_eq!(all.iter().map(|e| e.position.0).collect::<Vec<_>>(), (1..=all.len() as u64).collect::<Vec<_>>());
     common::drop_schema(&store).await;
+}
+
+/// Outside a Tokio runtime, connecting is a typed error, not a panic.
+#[test]
+fn connecting_outside_tokio_is_an_error() {
+    let url = common::database_url();
+    let mut connecting = std::pin::pin!(PostgresStore::connect(&url));
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match connecting.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(Err(error)) => assert!(error.to_string().contains("Tokio"), "{error}"),
+        std::task::Poll::Ready(Ok(_)) => panic!("connected without a runtime"),
+        std::task::Poll::Pending => panic!("the check must come before any wait"),
+    }
 }
