@@ -114,7 +114,11 @@
 //! - **PgBouncer in transaction mode** works: statements are sent with their parameter types
 //!   as unnamed statements (tokio-postgres's `query_typed`), never as named prepared
 //!   statements that a pooler would hand to another server connection. The cost is one parse
-//!   per statement on the server.
+//!   per statement on the server. The whole conformance suite passes through PgBouncer 1.18
+//!   (which knows no prepared statements at all) with `pool_mode = transaction`; point
+//!   `DATABASE_URL` at it to check yours. Connect to the server itself for what a pooler
+//!   hides: `pg_terminate_backend` and other per-connection administration, and startup
+//!   `options` (PgBouncer must be told to ignore them with `ignore_startup_parameters`).
 //! - **Read replicas.** The store connects to one server for everything. A second store on a
 //!   hot standby can serve `read_stream`, `read_all`, `head`, `find_event` and
 //!   `load_snapshot` (it cannot migrate: create the schema on the primary first, and connect
