@@ -12,11 +12,15 @@ use crate::{
 /// same whichever it holds.
 ///
 /// ```
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// // The store a URL names: `memory:`, `sqlite::memory:`, `sqlite:path/to/file.db` or a path.
-/// let store = es::AnyStore::open("memory:")?;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // The store a URL names: `memory:`, `sqlite::memory:`, `sqlite:path/to/file.db` or a path,
+/// // and with the `postgres` feature `postgres://…` (connecting needs `.await`).
+/// let store = es::AnyStore::connect("memory:").await?;
 /// // Or the store in `DATABASE_URL`, and this one when it is not set:
-/// let store = es::AnyStore::from_env_or("sqlite::memory:")?;
+/// let store = es::AnyStore::connect_from_env_or("sqlite::memory:").await?;
+/// // Stores that open without a server open without a runtime, too:
+/// let store = es::AnyStore::open("memory:")?;
 /// # let _ = store;
 /// # Ok(())
 /// # }
@@ -29,6 +33,9 @@ pub enum AnyStore {
     /// [`SqliteStore`](crate::SqliteStore) (feature `sqlite`).
     #[cfg(feature = "sqlite")]
     Sqlite(crate::SqliteStore),
+    /// [`PostgresStore`](crate::PostgresStore) (feature `postgres`), in schema `es`.
+    #[cfg(feature = "postgres")]
+    Postgres(crate::PostgresStore),
 }
 
 /// Why [`AnyStore::open`] could not open a store.
@@ -37,8 +44,13 @@ pub enum AnyStore {
 pub enum AnyStoreError {
     /// The URL names no store this build has.
     #[error(
-        "`{url}` names no store this build of es has; expected `memory:`{}",
-        if cfg!(feature = "sqlite") { ", `sqlite:<path>`, `sqlite::memory:` or a file path" } else { " (enable the `sqlite` feature for SQLite)" }
+        "`{url}` names no store this build of es has; expected `memory:`{}{}",
+        if cfg!(feature = "sqlite") { ", `sqlite:<path>`, `sqlite::memory:` or a file path" } else { " (enable the `sqlite` feature for SQLite)" },
+        if cfg!(feature = "postgres") {
+            ", or `postgres://…` through `AnyStore::connect(url).await`"
+        } else {
+            " (enable the `postgres` feature for PostgreSQL)"
+        }
     )]
     UnknownStore {
         /// The URL, without any password.
@@ -56,8 +68,41 @@ pub enum AnyStoreError {
 }
 
 impl AnyStore {
-    /// The store `url` names: `memory:`, or with the `sqlite` feature `sqlite:<path>`,
-    /// `sqlite::memory:` and a plain file path.
+    /// The store `url` names, connecting to a server where it names one: `postgres://…` and
+    /// `postgresql://…` with the `postgres` feature (the store's tables in schema `es`), and
+    /// whatever [`AnyStore::open`] opens.
+    ///
+    /// # Errors
+    /// [`AnyStoreError`] for a URL no store of this build reads, or a store that does not open
+    /// (an unreachable server, refused credentials, …).
+    pub async fn connect(url: &str) -> Result<Self, AnyStoreError> {
+        if is_postgres_url(url) {
+            #[cfg(feature = "postgres")]
+            return crate::PostgresStore::connect(url)
+                .await
+                .map(AnyStore::Postgres)
+                .map_err(|source| AnyStoreError::Open { url: without_password(url), source });
+            #[cfg(not(feature = "postgres"))]
+            return Err(AnyStoreError::UnknownStore { url: without_password(url) });
+        }
+        Self::open(url)
+    }
+
+    /// The store named by the environment variable `DATABASE_URL`, or by `default` when it is
+    /// not set, as [`AnyStore::connect`] opens it.
+    ///
+    /// # Errors
+    /// As [`AnyStore::connect`].
+    pub async fn connect_from_env_or(default: &str) -> Result<Self, AnyStoreError> {
+        match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Self::connect(&url).await,
+            _ => Self::connect(default).await,
+        }
+    }
+
+    /// The store `url` names, for stores that open without a server: `memory:`, or with the
+    /// `sqlite` feature `sqlite:<path>`, `sqlite::memory:` and a plain file path. A server's
+    /// URL needs [`AnyStore::connect`].
     ///
     /// # Errors
     /// [`AnyStoreError`] for a URL no store of this build reads, or a store that does not open.
@@ -76,7 +121,8 @@ impl AnyStore {
     }
 
     /// The store named by the environment variable `DATABASE_URL`, or by `default` when it is
-    /// not set.
+    /// not set, as [`AnyStore::open`] opens it (so not a server's: see
+    /// [`AnyStore::connect_from_env_or`]).
     ///
     /// # Errors
     /// As [`AnyStore::open`].
@@ -86,6 +132,10 @@ impl AnyStore {
             _ => Self::open(default),
         }
     }
+}
+
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// `scheme://user:password@host/…` without the password, for messages.
@@ -103,6 +153,8 @@ macro_rules! delegate {
             AnyStore::Memory($store) => $call.await,
             #[cfg(feature = "sqlite")]
             AnyStore::Sqlite($store) => $call.await,
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres($store) => $call.await,
         }
     };
 }
@@ -166,5 +218,22 @@ mod tests {
         let error = AnyStore::open("mysql://ann:secret@db/bank").expect_err("no mysql store");
         let message = error.to_string();
         assert!(message.contains("mysql://ann@db/bank") && !message.contains("secret"), "{message}");
+        let error = AnyStore::open("postgres://ann:secret@db/bank").expect_err("a server needs connect");
+        assert!(!error.to_string().contains("secret"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn connect_opens_what_open_opens() {
+        assert!(matches!(AnyStore::connect("memory:").await, Ok(AnyStore::Memory(_))));
+    }
+
+    #[cfg(feature = "postgres")]
+    #[tokio::test]
+    async fn an_unreachable_server_is_a_typed_error_without_the_password() {
+        let error =
+            AnyStore::connect("postgres://ann:secret@127.0.0.1:9/bank").await.expect_err("nothing listens there");
+        let AnyStoreError::Open { url, source } = &error else { panic!("{error:?}") };
+        assert!(source.is_transient(), "{source:?}");
+        assert!(!url.contains("secret") && !source.to_string().contains("secret"), "{error}");
     }
 }

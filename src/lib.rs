@@ -69,8 +69,9 @@
 //! A [`Repository`] loads an aggregate from an [`EventStore`] (its cached state or latest
 //! snapshot, plus the events after it), runs a command, and appends what the command decided
 //! with the version it saw. [`SqliteStore`] (feature `sqlite`, on by default) keeps everything
-//! in one file; [`InMemoryStore`] keeps it in memory; [`AnyStore`] picks one at run time
-//! (`AnyStore::from_env_or("bank.db")` reads `DATABASE_URL`). Every store passes the same
+//! in one file; `PostgresStore` (feature `postgres`) in a PostgreSQL schema shared by many
+//! processes; [`InMemoryStore`] keeps it in memory; [`AnyStore`] picks one at run time
+//! (`AnyStore::connect_from_env_or("bank.db").await` reads `DATABASE_URL`). Every store passes the same
 //! conformance suite (`es::conformance_suite!`, feature `testing`).
 //!
 //! Where things are: domain code needs `es::prelude::*`; tests add `es::testing::*`
@@ -119,6 +120,8 @@ pub use es_core::{
     store, timer,
 };
 pub use es_derive::{Aggregate, apply, event};
+#[cfg(feature = "postgres")]
+pub use es_postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use es_sqlite::SqliteStore;
 pub use uuid::Uuid;

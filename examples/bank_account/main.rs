@@ -3,7 +3,9 @@
 //! an old state, and history written by older code (a version-1 `MoneyDeposited`) loads
 //! through the upcaster.
 //!
-//! Run with `cargo run --example bank_account [path/to/bank.db]`.
+//! Run with `cargo run --example bank_account [path/to/bank.db]`; with `DATABASE_URL` set to a
+//! `postgres://` URL, `cargo run --features postgres --example bank_account` runs it on
+//! PostgreSQL (schema `es`).
 
 mod domain;
 
@@ -15,7 +17,7 @@ use es::{AnyStore, EventStore, ExpectedVersion, NewEvent, RawEvent, RepositoryEr
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args().nth(1).unwrap_or_else(|| "bank.db".to_owned());
     // One line chooses the store: `DATABASE_URL` when it is set, the SQLite file otherwise.
-    let store = AnyStore::from_env_or(&path)?;
+    let store = AnyStore::connect_from_env_or(&path).await?;
     let accounts = Repository::<BankAccount, _>::new(store.clone()).with_retry(RetryPolicy::default());
 
     let id = Uuid::now_v7();
