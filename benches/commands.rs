@@ -398,10 +398,19 @@ mod hand {
         recorded_at: SystemTime,
     }
 
+    /// One account: its events in the log, and its cached state or latest snapshot.
     struct Stream {
         name: Arc<str>,
         /// Indexes of its events in the log.
         events: Vec<usize>,
+        cached: Option<(State, u64)>,
+        snapshot: Option<(u64, String)>,
+    }
+
+    impl Stream {
+        fn new(name: Arc<str>) -> Self {
+            Self { name, events: Vec::new(), cached: None, snapshot: None }
+        }
     }
 
     #[derive(Clone, Copy, PartialEq, Eq)]
@@ -415,21 +424,12 @@ mod hand {
         mode: Mode,
         log: Vec<Record>,
         streams: HashMap<Arc<str>, Stream>,
-        cache: HashMap<Arc<str>, (State, u64)>,
-        snapshots: HashMap<Arc<str>, (u64, String)>,
         pub ids: Vec<String>,
     }
 
     impl Bank {
         fn empty(mode: Mode) -> Self {
-            Self {
-                mode,
-                log: Vec::new(),
-                streams: HashMap::new(),
-                cache: HashMap::new(),
-                snapshots: HashMap::new(),
-                ids: Vec::new(),
-            }
+            Self { mode, log: Vec::new(), streams: HashMap::new(), ids: Vec::new() }
         }
 
         /// `cached`: 10,000 accounts opened.
@@ -449,16 +449,15 @@ mod hand {
             bank.ids = (0..LONG_STREAMS).map(account_id).collect();
             let history = history(STREAM_LENGTH);
             for n in 0..LONG_STREAMS {
-                let name: Arc<str> = Arc::from(account_id(n));
+                let mut stream = Stream::new(Arc::from(account_id(n)));
                 let mut state = State::default();
-                let mut events = Vec::new();
                 let opened = Event::Opened(Opened { owner: owner(n) });
                 for (at, event) in std::iter::once(opened).chain(history.iter().map(|&d| to_event(d))).enumerate() {
                     let (event_type, schema_version, payload) = event.encode();
-                    events.push(bank.log.len());
+                    stream.events.push(bank.log.len());
                     bank.log.push(Record {
                         id: Uuid::now_v7(),
-                        stream: Arc::clone(&name),
+                        stream: Arc::clone(&stream.name),
                         version: at as u64 + 1,
                         event_type,
                         schema_version,
@@ -470,51 +469,31 @@ mod hand {
                 }
                 if mode == Mode::Snapshots {
                     let json = serde_json::to_string(&state).expect("state serializes");
-                    bank.snapshots.insert(Arc::clone(&name), (STREAM_LENGTH, json));
+                    stream.snapshot = Some((STREAM_LENGTH, json));
                 }
-                bank.streams.insert(Arc::clone(&name), Stream { name, events });
+                bank.streams.insert(Arc::clone(&stream.name), stream);
             }
             bank
-        }
-
-        /// Where a command starts: the cached state, the snapshot or nothing, then the events
-        /// after it.
-        fn load(&self, id: &str) -> (State, u64) {
-            let (mut state, from) = match self.mode {
-                Mode::Cached => self.cache.get(id).copied().unwrap_or_default(),
-                Mode::Replay => (State::default(), 0),
-                Mode::Snapshots => match self.snapshots.get(id) {
-                    Some((version, json)) => (serde_json::from_str(json).expect("snapshot decodes"), *version),
-                    None => (State::default(), 0),
-                },
-            };
-            let Some(stream) = self.streams.get(id) else { return (state, from) };
-            let tail = stream.events.get(from as usize..).expect("the stream reaches the snapshot");
-            for &index in tail {
-                state.apply(&Event::decode(&self.log[index]));
-            }
-            (state, stream.events.len() as u64)
         }
 
         /// One command: load, decide, encode, id, version check, append, apply, cache or
         /// snapshot. Returns the new version.
         fn execute(&mut self, id: &str, decide: impl FnOnce(&State) -> Event) -> u64 {
-            let (mut state, version) = self.load(id);
+            let Some(stream) = self.streams.get_mut(id) else {
+                let name: Arc<str> = Arc::from(id);
+                self.streams.insert(Arc::clone(&name), Stream::new(name));
+                return self.execute(id, decide);
+            };
+            let (mut state, version) = load(self.mode, &self.log, stream);
             let event = decide(&state);
             let (event_type, schema_version, payload) = event.encode();
             let event_id = Uuid::now_v7();
-            if !self.streams.contains_key(id) {
-                let name: Arc<str> = Arc::from(id);
-                self.streams.insert(Arc::clone(&name), Stream { name, events: Vec::new() });
-            }
-            let stream = self.streams.get_mut(id).expect("just made");
             assert_eq!(stream.events.len() as u64, version, "version conflict");
             let next = version + 1;
             stream.events.push(self.log.len());
-            let name = Arc::clone(&stream.name);
             self.log.push(Record {
                 id: event_id,
-                stream: Arc::clone(&name),
+                stream: Arc::clone(&stream.name),
                 version: next,
                 event_type,
                 schema_version,
@@ -524,15 +503,10 @@ mod hand {
             });
             state.apply(&event);
             match self.mode {
-                Mode::Cached => match self.cache.get_mut(id) {
-                    Some(slot) => *slot = (state, next),
-                    None => {
-                        self.cache.insert(name, (state, next));
-                    }
-                },
+                Mode::Cached => stream.cached = Some((state, next)),
                 Mode::Snapshots if version / SNAPSHOT_EVERY != next / SNAPSHOT_EVERY => {
                     let json = serde_json::to_string(&state).expect("state serializes");
-                    self.snapshots.insert(name, (next, json));
+                    stream.snapshot = Some((next, json));
                 }
                 _ => {}
             }
@@ -540,8 +514,25 @@ mod hand {
         }
 
         pub fn balances(&self) -> Vec<u64> {
-            self.ids.iter().map(|id| self.load(id).0.balance).collect()
+            self.ids.iter().map(|id| load(self.mode, &self.log, &self.streams[id.as_str()]).0.balance).collect()
         }
+    }
+
+    /// Where a command starts: the cached state, the snapshot or nothing, then the events after
+    /// it.
+    fn load(mode: Mode, log: &[Record], stream: &Stream) -> (State, u64) {
+        let (mut state, from) = match (mode, &stream.cached, &stream.snapshot) {
+            (Mode::Cached, Some(cached), _) => *cached,
+            (Mode::Snapshots, _, Some((version, json))) => {
+                (serde_json::from_str(json).expect("snapshot decodes"), *version)
+            }
+            _ => (State::default(), 0),
+        };
+        let tail = stream.events.get(from as usize..).expect("the stream reaches the snapshot");
+        for &index in tail {
+            state.apply(&Event::decode(&log[index]));
+        }
+        (state, stream.events.len() as u64)
     }
 
     fn to_event(decision: Decision) -> Event {
