@@ -50,8 +50,9 @@ impl std::fmt::Debug for InMemoryStore {
 
 #[derive(Default)]
 struct Inner {
-    /// Every event in store order; an event's position is its index + 1.
-    events: Vec<StoredEvent>,
+    /// Every event in store order; an event's position is its index + 1. Shared, so that the
+    /// repository can read and append without copying payloads (`read_shared`, `append_shared`).
+    events: Vec<Arc<StoredEvent>>,
     /// Each stream's events, as indexes into `events`.
     streams: HashMap<StreamId, Vec<usize>>,
     ids: HashMap<Uuid, usize>,
@@ -74,6 +75,75 @@ impl InMemoryStore {
     fn checkpoint_after(&self, position: Position) -> Checkpoint {
         Checkpoint::new(&self.origin, [position.0, 0])
     }
+
+    /// [`EventStore::append`], with the committed events shared with the store instead of
+    /// copied: the repository's path, which needs their records and not their payloads.
+    pub(crate) fn append_shared(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<SharedAppend, StoreError> {
+        kit::check_batch(&events)?;
+        let mut inner = self.lock();
+        if events.iter().any(|e| inner.ids.contains_key(&e.event_id)) {
+            let existing = events
+                .iter()
+                .map(|e| inner.ids.get(&e.event_id).map(|&i| StoredEvent::clone(&inner.events[i])))
+                .collect();
+            if let Some(stored) = resolve_retry(stream, &events, existing)? {
+                return Ok(SharedAppend::AlreadyStored(stored));
+            }
+        }
+        let Inner { events: log, streams, ids, .. } = &mut *inner;
+        let indexes = streams.get_mut(stream);
+        let actual = Version(indexes.as_ref().map_or(0, |indexes| indexes.len() as u64));
+        if !expected.admits(actual) {
+            return Err(StoreError::Conflict { stream: stream.clone(), expected, actual });
+        }
+        let recorded_at = SystemTime::now();
+        let mut committed = Vec::with_capacity(events.len());
+        let first = log.len();
+        for (offset, event) in events.into_iter().enumerate() {
+            let index = first + offset;
+            let stored = Arc::new(StoredEvent {
+                position: Position(index as u64 + 1),
+                stream: stream.clone(),
+                stream_version: Version(actual.0 + offset as u64 + 1),
+                event_id: event.event_id,
+                metadata: event.metadata,
+                recorded_at,
+                event: event.event,
+            });
+            ids.insert(stored.event_id, index);
+            log.push(Arc::clone(&stored));
+            committed.push(stored);
+        }
+        let end = log.len();
+        match indexes {
+            Some(indexes) => indexes.extend(first..end),
+            None => {
+                streams.insert(stream.clone(), (first..end).collect());
+            }
+        }
+        Ok(SharedAppend::Written(committed))
+    }
+
+    /// [`EventStore::read_stream`], the events shared with the store instead of copied.
+    pub(crate) fn read_shared(&self, stream: &StreamId, from: Version, limit: usize) -> Vec<Arc<StoredEvent>> {
+        let inner = self.lock();
+        let Some(indexes) = inner.streams.get(stream) else { return Vec::new() };
+        let skip = usize::try_from(kit::first_wanted(from).0 - 1).unwrap_or(usize::MAX);
+        indexes.iter().skip(skip).take(limit).map(|&i| Arc::clone(&inner.events[i])).collect()
+    }
+}
+
+/// What [`InMemoryStore::append_shared`] did.
+pub(crate) enum SharedAppend {
+    /// Wrote these events.
+    Written(Vec<Arc<StoredEvent>>),
+    /// Found them stored already (a retried append).
+    AlreadyStored(Vec<StoredEvent>),
 }
 
 impl Inner {
@@ -89,44 +159,10 @@ impl EventStore for InMemoryStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Appended, StoreError> {
-        kit::check_batch(&events)?;
-        let mut inner = self.lock();
-        if events.iter().any(|e| inner.ids.contains_key(&e.event_id)) {
-            let existing = events.iter().map(|e| inner.ids.get(&e.event_id).map(|&i| inner.events[i].clone())).collect();
-            if let Some(stored) = resolve_retry(stream, &events, existing)? {
-                return Ok(Appended::already_stored(stored));
-            }
-        }
-        let actual = inner.version_of(stream);
-        if !expected.admits(actual) {
-            return Err(StoreError::Conflict { stream: stream.clone(), expected, actual });
-        }
-        let recorded_at = SystemTime::now();
-        let mut committed = Vec::with_capacity(events.len());
-        let first = inner.events.len();
-        for (offset, event) in events.into_iter().enumerate() {
-            let index = first + offset;
-            let stored = StoredEvent {
-                position: Position(index as u64 + 1),
-                stream: stream.clone(),
-                stream_version: Version(actual.0 + offset as u64 + 1),
-                event_id: event.event_id,
-                metadata: event.metadata,
-                recorded_at,
-                event: event.event,
-            };
-            inner.ids.insert(stored.event_id, index);
-            inner.events.push(stored.clone());
-            committed.push(stored);
-        }
-        let end = inner.events.len();
-        match inner.streams.get_mut(stream) {
-            Some(indexes) => indexes.extend(first..end),
-            None => {
-                inner.streams.insert(stream.clone(), (first..end).collect());
-            }
-        }
-        Ok(Appended::written(committed))
+        Ok(match self.append_shared(stream, expected, events)? {
+            SharedAppend::Written(events) => Appended::written(events.iter().map(|e| StoredEvent::clone(e)).collect()),
+            SharedAppend::AlreadyStored(events) => Appended::already_stored(events),
+        })
     }
 
     async fn read_stream(
@@ -138,7 +174,7 @@ impl EventStore for InMemoryStore {
         let inner = self.lock();
         let Some(indexes) = inner.streams.get(stream) else { return Ok(Vec::new()) };
         let skip = usize::try_from(kit::first_wanted(from).0 - 1).unwrap_or(usize::MAX);
-        Ok(indexes.iter().skip(skip).take(limit).map(|&i| inner.events[i].clone()).collect())
+        Ok(indexes.iter().skip(skip).take(limit).map(|&i| StoredEvent::clone(&inner.events[i])).collect())
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
@@ -162,7 +198,7 @@ impl EventStore for InMemoryStore {
             }
             next = self.checkpoint_after(event.position);
             if filter.admits(event) {
-                events.push((event.clone(), next.clone()));
+                events.push((StoredEvent::clone(event), next.clone()));
             }
         }
         Ok(AllEventsPage::new(events, next))
@@ -178,7 +214,7 @@ impl EventStore for InMemoryStore {
 
     async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
         let inner = self.lock();
-        Ok(inner.ids.get(&event_id).map(|&i| inner.events[i].clone()))
+        Ok(inner.ids.get(&event_id).map(|&i| StoredEvent::clone(&inner.events[i])))
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {

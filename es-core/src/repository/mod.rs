@@ -11,6 +11,7 @@
 mod cache;
 mod options;
 
+use std::any::Any;
 use std::borrow::Borrow;
 use std::fmt::Display;
 use std::future::Future;
@@ -27,8 +28,9 @@ use self::cache::AggregateCache;
 use crate::aggregate::Aggregate;
 use crate::decode::{DecodeError, decode_raw, decode_record};
 use crate::event::{EventSet, IntoEvents};
+use crate::memory::{InMemoryStore, SharedAppend};
 use crate::record::{Envelope, NewEvent, RawEvent, StoredEvent, StreamId, Version};
-use crate::store::kit::StreamPages;
+use crate::store::kit::{self, StreamPages};
 use crate::store::{
     AppendOutcome, Appended, CorruptProblem, Corruption, EventStore, ExpectedVersion, Snapshot, StoreError,
 };
@@ -508,22 +510,34 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     }
                 };
                 let expected = ExpectedVersion::at(loaded.version);
-                let appended = self
-                    .store
-                    .append(&stream, expected, batch)
-                    .instrument(tracing::debug_span!("es.append", expected = %expected, events = events.len()))
-                    .await;
+                let appended = async {
+                    match in_memory(&self.store) {
+                        Some(memory) => memory.append_shared(&stream, expected, batch).map(|appended| match appended {
+                            SharedAppend::Written(stored) => (AppendOutcome::Written, Records::Shared(stored)),
+                            SharedAppend::AlreadyStored(stored) => {
+                                (AppendOutcome::AlreadyStored, Records::Owned(stored))
+                            }
+                        }),
+                        None => self
+                            .store
+                            .append(&stream, expected, batch)
+                            .await
+                            .map(|Appended { events, outcome }| (outcome, Records::Owned(events))),
+                    }
+                }
+                .instrument(tracing::debug_span!("es.append", expected = %expected, events = events.len()))
+                .await;
                 match appended {
-                    Ok(Appended { events: stored, outcome: AppendOutcome::Written }) => {
+                    Ok((AppendOutcome::Written, stored)) => {
                         return Ok(self.committed(&stream, loaded, events, stored).await);
                     }
-                    Ok(Appended { events: stored, outcome: AppendOutcome::AlreadyStored }) => {
+                    Ok((AppendOutcome::AlreadyStored, stored)) => {
                         // Another delivery of this command wrote these events; this run's
                         // decision was made on a state that may already contain them, so it is
                         // not applied: the stored events are the outcome.
                         self.put_back(&stream, loaded);
                         bump(&self.counters.commands_already_applied);
-                        return self.found(stored);
+                        return self.found(stored.into_owned());
                     }
                     Err(error) if error.is_conflict() && attempt < self.retry.max_attempts => {
                         self.put_back(&stream, loaded);
@@ -577,7 +591,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         stream: &StreamId,
         loaded: Loaded<A>,
         events: Vec<A::Event>,
-        stored: Vec<StoredEvent>,
+        stored: Records,
     ) -> Executed<A::Event> {
         let Loaded { mut state, version: before, .. } = loaded;
         for event in &events {
@@ -593,7 +607,24 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         if let Some(cache) = &self.cache {
             cache.put(stream, state, after);
         }
-        let events = stored.into_iter().zip(events).map(|(record, event)| record.map(|_| event)).collect();
+        let events = match stored {
+            Records::Owned(stored) => {
+                stored.into_iter().zip(events).map(|(record, event)| record.map(|_| event)).collect()
+            }
+            Records::Shared(stored) => stored
+                .iter()
+                .zip(events)
+                .map(|(record, event)| Envelope {
+                    position: record.position,
+                    stream: record.stream.clone(),
+                    stream_version: record.stream_version,
+                    event_id: record.event_id,
+                    metadata: record.metadata.clone(),
+                    recorded_at: record.recorded_at,
+                    event,
+                })
+                .collect(),
+        };
         Executed { events, outcome: AppendOutcome::Written }
     }
 
@@ -728,10 +759,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let page_size = at.map_or(LOAD_PAGE, |at| {
             usize::try_from(at.0.saturating_sub(read_from.0) + 1).unwrap_or(LOAD_PAGE).clamp(1, LOAD_PAGE)
         });
-        let mut pages = StreamPages::new(&self.store, stream.clone(), read_from, page_size);
+        let mut pages = Pages::new(&self.store, stream.clone(), read_from, page_size);
         let mut verified = !verify;
         'pages: while let Some(page) = pages.next_page().await? {
-            for record in &page {
+            for record in page.iter() {
                 if !verified {
                     // `next_page` checked that the page starts at `read_from`.
                     verified = true;
@@ -750,6 +781,87 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             return Err(snapshot_ahead(stream, version, stream_version));
         }
         Ok(Loaded { state, version, from_snapshot, ignored_snapshot })
+    }
+}
+
+/// The store as an [`InMemoryStore`], whose events the repository shares instead of copying
+/// (a type check the compiler resolves: no cost for any other store).
+fn in_memory<S: EventStore>(store: &S) -> Option<&InMemoryStore> {
+    (store as &dyn Any).downcast_ref::<InMemoryStore>()
+}
+
+/// Records as a store handed them out, or shared with an [`InMemoryStore`].
+enum Records {
+    Owned(Vec<StoredEvent>),
+    Shared(Vec<Arc<StoredEvent>>),
+}
+
+impl Records {
+    fn len(&self) -> usize {
+        match self {
+            Records::Owned(records) => records.len(),
+            Records::Shared(records) => records.len(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &StoredEvent> {
+        let (owned, shared): (&[StoredEvent], &[Arc<StoredEvent>]) = match self {
+            Records::Owned(records) => (records, &[]),
+            Records::Shared(records) => (&[], records),
+        };
+        owned.iter().chain(shared.iter().map(|record| &**record))
+    }
+
+    fn last(&self) -> Option<&StoredEvent> {
+        match self {
+            Records::Owned(records) => records.last(),
+            Records::Shared(records) => records.last().map(|record| &**record),
+        }
+    }
+
+    fn into_owned(self) -> Vec<StoredEvent> {
+        match self {
+            Records::Owned(records) => records,
+            Records::Shared(records) => records.into_iter().map(Arc::unwrap_or_clone).collect(),
+        }
+    }
+}
+
+/// Reads one stream page by page, as [`StreamPages`] does (the same checks), sharing the
+/// events of an [`InMemoryStore`] instead of copying them.
+struct Pages<'a, S> {
+    store: &'a S,
+    stream: StreamId,
+    next: Version,
+    page_size: usize,
+    done: bool,
+}
+
+impl<'a, S: EventStore> Pages<'a, S> {
+    fn new(store: &'a S, stream: StreamId, from: Version, page_size: usize) -> Self {
+        Self { store, stream, next: kit::first_wanted(from), page_size: page_size.max(1), done: false }
+    }
+
+    async fn next_page(&mut self) -> Result<Option<Records>, StoreError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = match in_memory(self.store) {
+            Some(memory) => Records::Shared(memory.read_shared(&self.stream, self.next, self.page_size)),
+            None => Records::Owned(self.store.read_stream(&self.stream, self.next, self.page_size).await?),
+        };
+        // A store that forgot the check must not fold a gap into a state.
+        kit::check_stream_records(&self.stream, self.next, page.iter())?;
+        if page.len() < self.page_size {
+            self.done = true;
+        }
+        match page.last().map(|last| last.stream_version.next()) {
+            Some(next) => {
+                self.next = next;
+                Ok(Some(page))
+            }
+            None => Ok(None),
+        }
     }
 }
 

@@ -145,6 +145,15 @@ pub fn first_wanted(from: Version) -> Version {
 /// # Errors
 /// [`StoreError::Corrupt`] naming the stream and the version.
 pub fn check_stream_page(stream: &StreamId, from: Version, page: &[StoredEvent]) -> Result<(), StoreError> {
+    check_stream_records(stream, from, page)
+}
+
+/// [`check_stream_page`] over records wherever they are held.
+pub(crate) fn check_stream_records<'a>(
+    stream: &StreamId,
+    from: Version,
+    page: impl IntoIterator<Item = &'a StoredEvent>,
+) -> Result<(), StoreError> {
     let mut expected = first_wanted(from);
     for event in page {
         if event.stream != *stream {
