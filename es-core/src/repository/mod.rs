@@ -482,13 +482,13 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 {
                     return Ok(done);
                 }
-                let cached = self.cache.as_ref().and_then(|cache| cache.take(&stream));
+                let (cached, slot) = self.cache.as_ref().map_or((None, None), |cache| cache.take(&stream));
                 let loaded = self.load_from(&stream, cached, None).await?;
                 let decided = decide(&loaded.state).instrument(tracing::debug_span!("es.decide")).await;
                 let events = match decided {
                     Ok(events) if !events.is_empty() => events,
                     outcome => {
-                        self.put_back(&stream, loaded);
+                        self.put_back(&stream, slot, loaded);
                         // A delivery of the same command that committed meanwhile is the
                         // outcome, not this run's refusal (or nothing).
                         if let Some(command_id) = options.command_id
@@ -505,7 +505,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 let batch = match encode(&events, options) {
                     Ok(batch) => batch,
                     Err(error) => {
-                        self.put_back(&stream, loaded);
+                        self.put_back(&stream, slot, loaded);
                         return Err(error);
                     }
                 };
@@ -529,18 +529,18 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 .await;
                 match appended {
                     Ok((AppendOutcome::Written, stored)) => {
-                        return Ok(self.committed(&stream, loaded, events, stored).await);
+                        return Ok(self.committed(&stream, slot, loaded, events, stored).await);
                     }
                     Ok((AppendOutcome::AlreadyStored, stored)) => {
                         // Another delivery of this command wrote these events; this run's
                         // decision was made on a state that may already contain them, so it is
                         // not applied: the stored events are the outcome.
-                        self.put_back(&stream, loaded);
+                        self.put_back(&stream, slot, loaded);
                         bump(&self.counters.commands_already_applied);
                         return self.found(stored.into_owned());
                     }
                     Err(error) if error.is_conflict() && attempt < self.retry.max_attempts => {
-                        self.put_back(&stream, loaded);
+                        self.put_back(&stream, slot, loaded);
                         bump(&self.counters.conflicts_retried);
                         tracing::debug!(%stream, attempt, "version conflict; deciding again");
                         crate::timer::sleep(self.retry.backoff(attempt)).await;
@@ -553,7 +553,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     {
                         // The same command, decided differently by another delivery on another
                         // state, is stored: that first outcome stands.
-                        self.put_back(&stream, loaded);
+                        self.put_back(&stream, slot, loaded);
                         let command_id = options.command_id.unwrap_or_default();
                         match self.already_applied(&stream, command_id).await? {
                             Some(done) => return Ok(done),
@@ -568,7 +568,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         }
                     }
                     Err(error) => {
-                        self.put_back(&stream, loaded);
+                        self.put_back(&stream, slot, loaded);
                         return Err(error.into());
                     }
                 }
@@ -578,9 +578,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         .await
     }
 
-    fn put_back(&self, stream: &StreamId, loaded: Loaded<A>) {
+    fn put_back(&self, stream: &StreamId, slot: Option<usize>, loaded: Loaded<A>) {
         if let Some(cache) = &self.cache {
-            cache.put(stream, loaded.state, loaded.version);
+            cache.put_at(slot, stream, loaded.state, loaded.version);
         }
     }
 
@@ -589,6 +589,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     async fn committed(
         &self,
         stream: &StreamId,
+        slot: Option<usize>,
         loaded: Loaded<A>,
         events: Vec<A::Event>,
         stored: Records,
@@ -605,7 +606,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             self.save_snapshot(stream, &state, after, policy.version).await;
         }
         if let Some(cache) = &self.cache {
-            cache.put(stream, state, after);
+            cache.put_at(slot, stream, state, after);
         }
         let events = match stored {
             Records::Owned(stored) => {
