@@ -53,8 +53,9 @@ struct Inner {
     /// Every event in store order; an event's position is its index + 1. Shared, so that the
     /// repository can read and append without copying payloads (`read_shared`, `append_shared`).
     events: Vec<Arc<StoredEvent>>,
-    /// Each stream's events, as indexes into `events`.
-    streams: HashMap<StreamId, Vec<usize>>,
+    /// Each stream's name as its events hold it (one shared copy) and its events, as indexes
+    /// into `events`.
+    streams: HashMap<StreamId, (StreamId, Vec<usize>)>,
     ids: HashMap<Uuid, usize>,
     snapshots: HashMap<StreamId, Snapshot>,
 }
@@ -96,11 +97,13 @@ impl InMemoryStore {
             }
         }
         let Inner { events: log, streams, ids, .. } = &mut *inner;
-        let indexes = streams.get_mut(stream);
-        let actual = Version(indexes.as_ref().map_or(0, |indexes| indexes.len() as u64));
+        let entry = streams.get_mut(stream);
+        let actual = Version(entry.as_ref().map_or(0, |(_, indexes)| indexes.len() as u64));
         if !expected.admits(actual) {
             return Err(StoreError::Conflict { stream: stream.clone(), expected, actual });
         }
+        // Every event of a stream holds the same name, so comparing it can stop at the pointer.
+        let name = entry.as_ref().map_or_else(|| stream.clone(), |(name, _)| name.clone());
         let recorded_at = SystemTime::now();
         let mut committed = Vec::with_capacity(events.len());
         let first = log.len();
@@ -108,7 +111,7 @@ impl InMemoryStore {
             let index = first + offset;
             let stored = Arc::new(StoredEvent {
                 position: Position(index as u64 + 1),
-                stream: stream.clone(),
+                stream: name.clone(),
                 stream_version: Version(actual.0 + offset as u64 + 1),
                 event_id: event.event_id,
                 metadata: event.metadata,
@@ -120,10 +123,10 @@ impl InMemoryStore {
             committed.push(stored);
         }
         let end = log.len();
-        match indexes {
-            Some(indexes) => indexes.extend(first..end),
+        match entry {
+            Some((_, indexes)) => indexes.extend(first..end),
             None => {
-                streams.insert(stream.clone(), (first..end).collect());
+                streams.insert(name.clone(), (name, (first..end).collect()));
             }
         }
         Ok(SharedAppend::Written(committed))
@@ -132,7 +135,7 @@ impl InMemoryStore {
     /// [`EventStore::read_stream`], the events shared with the store instead of copied.
     pub(crate) fn read_shared(&self, stream: &StreamId, from: Version, limit: usize) -> Vec<Arc<StoredEvent>> {
         let inner = self.lock();
-        let Some(indexes) = inner.streams.get(stream) else { return Vec::new() };
+        let Some((_, indexes)) = inner.streams.get(stream) else { return Vec::new() };
         let skip = usize::try_from(kit::first_wanted(from).0 - 1).unwrap_or(usize::MAX);
         indexes.iter().skip(skip).take(limit).map(|&i| Arc::clone(&inner.events[i])).collect()
     }
@@ -148,7 +151,7 @@ pub(crate) enum SharedAppend {
 
 impl Inner {
     fn version_of(&self, stream: &StreamId) -> Version {
-        Version(self.streams.get(stream).map_or(0, |s| s.len() as u64))
+        Version(self.streams.get(stream).map_or(0, |(_, indexes)| indexes.len() as u64))
     }
 }
 
@@ -172,7 +175,7 @@ impl EventStore for InMemoryStore {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let inner = self.lock();
-        let Some(indexes) = inner.streams.get(stream) else { return Ok(Vec::new()) };
+        let Some((_, indexes)) = inner.streams.get(stream) else { return Ok(Vec::new()) };
         let skip = usize::try_from(kit::first_wanted(from).0 - 1).unwrap_or(usize::MAX);
         Ok(indexes.iter().skip(skip).take(limit).map(|&i| StoredEvent::clone(&inner.events[i])).collect())
     }

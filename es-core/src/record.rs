@@ -245,6 +245,11 @@ impl StreamId {
         &self.id
     }
 
+    /// Whether both hold the same shared strings: then they are equal (equal ids need not be).
+    pub(crate) fn shares_text_with(&self, other: &StreamId) -> bool {
+        Arc::ptr_eq(&self.id, &other.id) && std::ptr::eq(self.stream_type(), other.stream_type())
+    }
+
     fn key(&self) -> (&str, &str) {
         (self.stream_type(), self.id())
     }
