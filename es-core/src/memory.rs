@@ -2,6 +2,7 @@
 //! For tests and for trying things out.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -87,16 +88,30 @@ impl InMemoryStore {
     ) -> Result<SharedAppend, StoreError> {
         kit::check_batch(&events)?;
         let mut inner = self.lock();
-        if events.iter().any(|e| inner.ids.contains_key(&e.event_id)) {
-            let existing = events
-                .iter()
-                .map(|e| inner.ids.get(&e.event_id).map(|&i| StoredEvent::clone(&inner.events[i])))
-                .collect();
-            if let Some(stored) = resolve_retry(stream, &events, existing)? {
-                return Ok(SharedAppend::AlreadyStored(stored));
-            }
-        }
         let Inner { events: log, streams, ids, .. } = &mut *inner;
+        // A batch of one event (a command's usual one): one lookup of its id serves both the
+        // retry check and the insert.
+        let single = match events.as_slice() {
+            [event] => match ids.entry(event.event_id) {
+                Entry::Occupied(found) => {
+                    let existing = vec![Some(StoredEvent::clone(&log[*found.get()]))];
+                    // With its one id stored, the batch is a retry or an error, never new.
+                    let stored = resolve_retry(stream, &events, existing)?.unwrap_or_default();
+                    return Ok(SharedAppend::AlreadyStored(stored));
+                }
+                Entry::Vacant(slot) => Some(slot),
+            },
+            _ => {
+                if events.iter().any(|e| ids.contains_key(&e.event_id)) {
+                    let existing =
+                        events.iter().map(|e| ids.get(&e.event_id).map(|&i| StoredEvent::clone(&log[i]))).collect();
+                    if let Some(stored) = resolve_retry(stream, &events, existing)? {
+                        return Ok(SharedAppend::AlreadyStored(stored));
+                    }
+                }
+                None
+            }
+        };
         let entry = streams.get_mut(stream);
         let actual = Version(entry.as_ref().map_or(0, |(_, indexes)| indexes.len() as u64));
         if !expected.admits(actual) {
@@ -105,22 +120,27 @@ impl InMemoryStore {
         // Every event of a stream holds the same name, so comparing it can stop at the pointer.
         let name = entry.as_ref().map_or_else(|| stream.clone(), |(name, _)| name.clone());
         let recorded_at = SystemTime::now();
-        let mut committed = Vec::with_capacity(events.len());
         let first = log.len();
-        for (offset, event) in events.into_iter().enumerate() {
-            let index = first + offset;
-            let stored = Arc::new(StoredEvent {
-                position: Position(index as u64 + 1),
-                stream: name.clone(),
-                stream_version: Version(actual.0 + offset as u64 + 1),
-                event_id: event.event_id,
-                metadata: event.metadata,
-                recorded_at,
-                event: event.event,
-            });
-            ids.insert(stored.event_id, index);
-            log.push(Arc::clone(&stored));
-            committed.push(stored);
+        let committed: Vec<Arc<StoredEvent>> = events
+            .into_iter()
+            .enumerate()
+            .map(|(offset, event)| {
+                Arc::new(StoredEvent {
+                    position: Position((first + offset) as u64 + 1),
+                    stream: name.clone(),
+                    stream_version: Version(actual.0 + offset as u64 + 1),
+                    event_id: event.event_id,
+                    metadata: event.metadata,
+                    recorded_at,
+                    event: event.event,
+                })
+            })
+            .collect();
+        log.extend(committed.iter().cloned());
+        if let Some(slot) = single {
+            slot.insert(first);
+        } else {
+            ids.extend(committed.iter().enumerate().map(|(offset, event)| (event.event_id, first + offset)));
         }
         let end = log.len();
         match entry {
