@@ -473,10 +473,12 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             version = tracing::field::Empty,
             events = tracing::field::Empty,
         );
+        // Recorded into directly: cheaper than looking up the current span each time.
+        let execute_span = span.clone();
         async {
             let mut attempt = 1;
             loop {
-                tracing::Span::current().record("attempt", attempt);
+                execute_span.record("attempt", attempt);
                 if let Some(command_id) = options.command_id
                     && let Some(done) = self.already_applied(&stream, command_id).await?
                 {
@@ -529,7 +531,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 .await;
                 match appended {
                     Ok((AppendOutcome::Written, stored)) => {
-                        return Ok(self.committed(&stream, slot, loaded, events, stored).await);
+                        return Ok(self.committed(&execute_span, &stream, slot, loaded, events, stored).await);
                     }
                     Ok((AppendOutcome::AlreadyStored, stored)) => {
                         // Another delivery of this command wrote these events; this run's
@@ -585,9 +587,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     }
 
     /// After this call wrote the events: apply them, snapshot when due, cache, and pair the
-    /// events with their records.
+    /// events with their records. `span` is the command's (`es.execute`).
     async fn committed(
         &self,
+        span: &tracing::Span,
         stream: &StreamId,
         slot: Option<usize>,
         loaded: Loaded<A>,
@@ -599,7 +602,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             state.apply(event);
         }
         let after = stored.last().map_or(before, |record| record.stream_version);
-        tracing::Span::current().record("version", after.0).record("events", events.len());
+        span.record("version", after.0).record("events", events.len());
         if let Some(policy) = A::SNAPSHOT
             && before.0 / policy.every != after.0 / policy.every
         {
