@@ -765,19 +765,14 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         });
         let mut pages = Pages::new(&self.store, stream.clone(), read_from, page_size);
         let mut verified = !verify;
-        'pages: while let Some(page) = pages.next_page().await? {
-            for record in page.iter() {
-                if !verified {
-                    // `next_page` checked that the page starts at `read_from`.
-                    verified = true;
-                    continue;
-                }
-                if at.is_some_and(|at| record.stream_version > at) {
-                    break 'pages;
-                }
-                let event = decode_raw::<A>(stream, record.stream_version, &record.event)?;
-                state.apply(&event);
-                version = record.stream_version;
+        while let Some(page) = pages.next_page().await? {
+            let mut fold = Fold { stream, at, state: &mut state, version: &mut version, verified: &mut verified };
+            let past_at = match &page {
+                Records::Owned(records) => fold.page(records.iter())?,
+                Records::Shared(records) => fold.page(records.iter().map(|record| &**record))?,
+            };
+            if past_at {
+                break;
             }
         }
         if !verified {
@@ -785,6 +780,37 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             return Err(snapshot_ahead(stream, version, stream_version));
         }
         Ok(Loaded { state, version, from_snapshot, ignored_snapshot })
+    }
+}
+
+/// Folds the pages of a load into its state (a loop over either kind of [`Records`]).
+struct Fold<'l, A> {
+    stream: &'l StreamId,
+    at: Option<Version>,
+    state: &'l mut A,
+    version: &'l mut Version,
+    /// Whether the snapshot's own event, which starts the first page, was passed already.
+    verified: &'l mut bool,
+}
+
+impl<A: Aggregate> Fold<'_, A> {
+    /// Applies a page's events; `true` once past the version the load stops at.
+    #[allow(clippy::result_large_err)] // `decode_raw`'s error, returned as it is.
+    fn page<'r>(&mut self, records: impl Iterator<Item = &'r StoredEvent>) -> Result<bool, DecodeError> {
+        for record in records {
+            if !*self.verified {
+                // `next_page` checked that the page starts at `read_from`.
+                *self.verified = true;
+                continue;
+            }
+            if self.at.is_some_and(|at| record.stream_version > at) {
+                return Ok(true);
+            }
+            let event = decode_raw::<A>(self.stream, record.stream_version, &record.event)?;
+            self.state.apply(&event);
+            *self.version = record.stream_version;
+        }
+        Ok(false)
     }
 }
 
@@ -806,14 +832,6 @@ impl Records {
             Records::Owned(records) => records.len(),
             Records::Shared(records) => records.len(),
         }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &StoredEvent> {
-        let (owned, shared): (&[StoredEvent], &[Arc<StoredEvent>]) = match self {
-            Records::Owned(records) => (records, &[]),
-            Records::Shared(records) => (&[], records),
-        };
-        owned.iter().chain(shared.iter().map(|record| &**record))
     }
 
     fn last(&self) -> Option<&StoredEvent> {
@@ -855,7 +873,12 @@ impl<'a, S: EventStore> Pages<'a, S> {
             None => Records::Owned(self.store.read_stream(&self.stream, self.next, self.page_size).await?),
         };
         // A store that forgot the check must not fold a gap into a state.
-        kit::check_stream_records(&self.stream, self.next, page.iter())?;
+        match &page {
+            Records::Owned(records) => kit::check_stream_records(&self.stream, self.next, records)?,
+            Records::Shared(records) => {
+                kit::check_stream_records(&self.stream, self.next, records.iter().map(|record| &**record))?;
+            }
+        }
         if page.len() < self.page_size {
             self.done = true;
         }
