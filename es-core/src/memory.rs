@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use uuid::Uuid;
 
+use crate::record::{KeyMap, StreamKey};
 use crate::store::kit::{self, resolve_retry};
 use crate::store::{
     AllEventsPage, Appended, Checkpoint, EventStore, ExpectedVersion, NewEvent, Position, ReadAllFilter, Snapshot,
@@ -56,7 +57,7 @@ struct Inner {
     events: Vec<Arc<StoredEvent>>,
     /// Each stream's name as its events hold it (one shared copy) and its events, as indexes
     /// into `events`.
-    streams: HashMap<StreamId, (StreamId, Vec<usize>)>,
+    streams: KeyMap<(StreamId, Vec<usize>)>,
     ids: HashMap<Uuid, usize>,
     snapshots: HashMap<StreamId, Snapshot>,
 }
@@ -82,7 +83,7 @@ impl InMemoryStore {
     /// copied: the repository's path, which needs their records and not their payloads.
     pub(crate) fn append_shared(
         &self,
-        stream: &StreamId,
+        stream: &StreamKey,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<SharedAppend, StoreError> {
@@ -115,10 +116,10 @@ impl InMemoryStore {
         let entry = streams.get_mut(stream);
         let actual = Version(entry.as_ref().map_or(0, |(_, indexes)| indexes.len() as u64));
         if !expected.admits(actual) {
-            return Err(StoreError::Conflict { stream: stream.clone(), expected, actual });
+            return Err(StoreError::Conflict { stream: StreamId::clone(stream), expected, actual });
         }
         // Every event of a stream holds the same name, so comparing it can stop at the pointer.
-        let name = entry.as_ref().map_or_else(|| stream.clone(), |(name, _)| name.clone());
+        let name = entry.as_ref().map_or_else(|| StreamId::clone(stream), |(name, _)| name.clone());
         let recorded_at = SystemTime::now();
         let first = log.len();
         let committed: Vec<Arc<StoredEvent>> = events
@@ -146,14 +147,14 @@ impl InMemoryStore {
         match entry {
             Some((_, indexes)) => indexes.extend(first..end),
             None => {
-                streams.insert(name.clone(), (name, (first..end).collect()));
+                streams.insert(stream.clone(), (name, (first..end).collect()));
             }
         }
         Ok(SharedAppend::Written(committed))
     }
 
     /// [`EventStore::read_stream`], the events shared with the store instead of copied.
-    pub(crate) fn read_shared(&self, stream: &StreamId, from: Version, limit: usize) -> Vec<Arc<StoredEvent>> {
+    pub(crate) fn read_shared(&self, stream: &StreamKey, from: Version, limit: usize) -> Vec<Arc<StoredEvent>> {
         let inner = self.lock();
         let Some((_, indexes)) = inner.streams.get(stream) else { return Vec::new() };
         let skip = usize::try_from(kit::first_wanted(from).0 - 1).unwrap_or(usize::MAX);
@@ -170,7 +171,7 @@ pub(crate) enum SharedAppend {
 }
 
 impl Inner {
-    fn version_of(&self, stream: &StreamId) -> Version {
+    fn version_of(&self, stream: &StreamKey) -> Version {
         Version(self.streams.get(stream).map_or(0, |(_, indexes)| indexes.len() as u64))
     }
 }
@@ -182,7 +183,7 @@ impl EventStore for InMemoryStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Appended, StoreError> {
-        Ok(match self.append_shared(stream, expected, events)? {
+        Ok(match self.append_shared(&StreamKey::new(stream.clone()), expected, events)? {
             SharedAppend::Written(events) => Appended::written(events.iter().map(|e| StoredEvent::clone(e)).collect()),
             SharedAppend::AlreadyStored(events) => Appended::already_stored(events),
         })
@@ -195,13 +196,13 @@ impl EventStore for InMemoryStore {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let inner = self.lock();
-        let Some((_, indexes)) = inner.streams.get(stream) else { return Ok(Vec::new()) };
+        let Some((_, indexes)) = inner.streams.get(&StreamKey::new(stream.clone())) else { return Ok(Vec::new()) };
         let skip = usize::try_from(kit::first_wanted(from).0 - 1).unwrap_or(usize::MAX);
         Ok(indexes.iter().skip(skip).take(limit).map(|&i| StoredEvent::clone(&inner.events[i])).collect())
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
-        Ok(self.lock().version_of(stream))
+        Ok(self.lock().version_of(&StreamKey::new(stream.clone())))
     }
 
     async fn read_all(

@@ -5,10 +5,9 @@
 //! before using a cached state, so a writer elsewhere is never missed. A command *takes* its
 //! aggregate out (no clone) and puts the new state back after the append.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::record::{StreamId, Version};
+use crate::record::{KeyMap, StreamKey, Version};
 
 pub(crate) struct AggregateCache<A> {
     inner: Mutex<Inner<A>>,
@@ -17,12 +16,12 @@ pub(crate) struct AggregateCache<A> {
 struct Inner<A> {
     capacity: usize,
     slots: Vec<Slot<A>>,
-    index: HashMap<StreamId, usize>,
+    index: KeyMap<usize>,
     hand: usize,
 }
 
 struct Slot<A> {
-    key: StreamId,
+    key: StreamKey,
     /// `None` while a command has the state out.
     entry: Option<(A, Version)>,
     referenced: bool,
@@ -34,7 +33,7 @@ impl<A: Clone> AggregateCache<A> {
             inner: Mutex::new(Inner {
                 capacity,
                 slots: Vec::with_capacity(capacity.min(1024)),
-                index: HashMap::with_capacity(capacity.min(1024)),
+                index: KeyMap::with_capacity_and_hasher(capacity.min(1024), Default::default()),
                 hand: 0,
             }),
         }
@@ -46,7 +45,7 @@ impl<A: Clone> AggregateCache<A> {
     }
 
     /// A copy of the cached state, for a read.
-    pub(crate) fn get(&self, key: &StreamId) -> Option<(A, Version)> {
+    pub(crate) fn get(&self, key: &StreamKey) -> Option<(A, Version)> {
         let mut inner = self.lock();
         let &slot = inner.index.get(key)?;
         let slot = &mut inner.slots[slot];
@@ -56,7 +55,7 @@ impl<A: Clone> AggregateCache<A> {
 
     /// The cached state itself, for a command that puts the new one back, and the key's slot
     /// (for [`AggregateCache::put_at`]).
-    pub(crate) fn take(&self, key: &StreamId) -> (Option<(A, Version)>, Option<usize>) {
+    pub(crate) fn take(&self, key: &StreamKey) -> (Option<(A, Version)>, Option<usize>) {
         let mut inner = self.lock();
         let Some(&at) = inner.index.get(key) else { return (None, None) };
         let slot = &mut inner.slots[at];
@@ -65,13 +64,13 @@ impl<A: Clone> AggregateCache<A> {
     }
 
     /// Caches `state` at `version`, unless a newer state of the stream is cached already.
-    pub(crate) fn put(&self, key: &StreamId, state: A, version: Version) {
+    pub(crate) fn put(&self, key: &StreamKey, state: A, version: Version) {
         self.put_at(None, key, state, version);
     }
 
     /// [`AggregateCache::put`] for a key that [`AggregateCache::take`] found at `slot`: if the
     /// slot still holds the key (a key is in one slot at most), no lookup.
-    pub(crate) fn put_at(&self, slot: Option<usize>, key: &StreamId, state: A, version: Version) {
+    pub(crate) fn put_at(&self, slot: Option<usize>, key: &StreamKey, state: A, version: Version) {
         let mut inner = self.lock();
         if inner.capacity == 0 {
             return;
@@ -123,8 +122,8 @@ impl<A: Clone> AggregateCache<A> {
 mod tests {
     use super::*;
 
-    fn key(n: u32) -> StreamId {
-        StreamId::new("T", n.to_string())
+    fn key(n: u32) -> StreamKey {
+        StreamKey::new(crate::record::StreamId::new("T", n.to_string()))
     }
 
     #[test]

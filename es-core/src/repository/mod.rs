@@ -29,7 +29,7 @@ use crate::aggregate::Aggregate;
 use crate::decode::{DecodeError, decode_raw, decode_record};
 use crate::event::{EventSet, IntoEvents};
 use crate::memory::{InMemoryStore, SharedAppend};
-use crate::record::{Envelope, NewEvent, RawEvent, StoredEvent, StreamId, Version};
+use crate::record::{Envelope, NewEvent, RawEvent, StoredEvent, StreamId, StreamKey, Version};
 use crate::store::kit::{self, StreamPages};
 use crate::store::{
     AppendOutcome, Appended, CorruptProblem, Corruption, EventStore, ExpectedVersion, Snapshot, StoreError,
@@ -321,6 +321,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     {
         let stream = StreamId::of::<A>(id);
         let span = tracing::debug_span!("es.load", stream = %stream, version = tracing::field::Empty);
+        let stream = StreamKey::new(stream);
         async {
             let cached = self.cache.as_ref().and_then(|cache| cache.get(&stream));
             let cached_version = cached.as_ref().map(|(_, version)| *version);
@@ -349,7 +350,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     {
         let stream = StreamId::of::<A>(id);
         let span = tracing::debug_span!("es.load_at", stream = %stream, at = version.0);
-        self.load_from(&stream, None, Some(version)).instrument(span).await
+        self.load_from(&StreamKey::new(stream), None, Some(version)).instrument(span).await
     }
 
     /// The events of aggregate `id`, decoded, with their records.
@@ -475,6 +476,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         );
         // Recorded into directly: cheaper than looking up the current span each time.
         let execute_span = span.clone();
+        let stream = StreamKey::new(stream);
         async {
             let mut attempt = 1;
             loop {
@@ -544,7 +546,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     Err(error) if error.is_conflict() && attempt < self.retry.max_attempts => {
                         self.put_back(&stream, slot, loaded);
                         bump(&self.counters.conflicts_retried);
-                        tracing::debug!(%stream, attempt, "version conflict; deciding again");
+                        tracing::debug!(stream = %*stream, attempt, "version conflict; deciding again");
                         crate::timer::sleep(self.retry.backoff(attempt)).await;
                         attempt += 1;
                     }
@@ -562,7 +564,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                             None => {
                                 return Err(StoreError::EventIdReused {
                                     event_id,
-                                    existing_stream: stream.clone(),
+                                    existing_stream: StreamId::clone(&stream),
                                     existing_version: Version::NONE,
                                 }
                                 .into());
@@ -580,7 +582,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         .await
     }
 
-    fn put_back(&self, stream: &StreamId, slot: Option<usize>, loaded: Loaded<A>) {
+    fn put_back(&self, stream: &StreamKey, slot: Option<usize>, loaded: Loaded<A>) {
         if let Some(cache) = &self.cache {
             cache.put_at(slot, stream, loaded.state, loaded.version);
         }
@@ -591,7 +593,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     async fn committed(
         &self,
         span: &tracing::Span,
-        stream: &StreamId,
+        stream: &StreamKey,
         slot: Option<usize>,
         loaded: Loaded<A>,
         events: Vec<A::Event>,
@@ -750,7 +752,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// Loads the state at `at` (the current one for `None`), starting from `cached` if given.
     async fn load_from(
         &self,
-        stream: &StreamId,
+        stream: &StreamKey,
         cached: Option<(A, Version)>,
         at: Option<Version>,
     ) -> Result<Loaded<A>, RepositoryError<A::Error>> {
@@ -853,14 +855,14 @@ impl Records {
 /// events of an [`InMemoryStore`] instead of copying them.
 struct Pages<'a, S> {
     store: &'a S,
-    stream: StreamId,
+    stream: StreamKey,
     next: Version,
     page_size: usize,
     done: bool,
 }
 
 impl<'a, S: EventStore> Pages<'a, S> {
-    fn new(store: &'a S, stream: StreamId, from: Version, page_size: usize) -> Self {
+    fn new(store: &'a S, stream: StreamKey, from: Version, page_size: usize) -> Self {
         Self { store, stream, next: kit::first_wanted(from), page_size: page_size.max(1), done: false }
     }
 
