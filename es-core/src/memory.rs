@@ -59,7 +59,7 @@ struct Inner {
     /// into `events`.
     streams: KeyMap<(StreamId, Vec<usize>)>,
     ids: HashMap<Uuid, usize>,
-    snapshots: HashMap<StreamId, Snapshot>,
+    snapshots: KeyMap<Arc<Snapshot>>,
 }
 
 impl InMemoryStore {
@@ -153,6 +153,11 @@ impl InMemoryStore {
         Ok(SharedAppend::Written(committed))
     }
 
+    /// [`EventStore::load_snapshot`], the snapshot shared with the store instead of copied.
+    pub(crate) fn load_snapshot_shared(&self, stream: &StreamKey) -> Option<Arc<Snapshot>> {
+        self.lock().snapshots.get(stream).cloned()
+    }
+
     /// [`EventStore::read_stream`], the events shared with the store instead of copied.
     pub(crate) fn read_shared(&self, stream: &StreamKey, from: Version, limit: usize) -> Vec<Arc<StoredEvent>> {
         let inner = self.lock();
@@ -243,14 +248,15 @@ impl EventStore for InMemoryStore {
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let newer_exists = inner.snapshots.get(&snapshot.stream).is_some_and(|s| s.version > snapshot.version);
+        let key = StreamKey::new(snapshot.stream.clone());
+        let newer_exists = inner.snapshots.get(&key).is_some_and(|s| s.version > snapshot.version);
         if !newer_exists {
-            inner.snapshots.insert(snapshot.stream.clone(), snapshot);
+            inner.snapshots.insert(key, Arc::new(snapshot));
         }
         Ok(())
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        Ok(self.lock().snapshots.get(stream).cloned())
+        Ok(self.load_snapshot_shared(&StreamKey::new(stream.clone())).map(Arc::unwrap_or_clone))
     }
 }

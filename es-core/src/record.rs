@@ -314,6 +314,12 @@ impl std::ops::Deref for StreamKey {
     }
 }
 
+impl fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.stream.fmt(f)
+    }
+}
+
 impl PartialEq for StreamKey {
     fn eq(&self, other: &Self) -> bool {
         self.hash == other.hash && self.stream == other.stream

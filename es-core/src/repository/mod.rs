@@ -699,7 +699,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// (not past `at`), else the default state.
     async fn start(
         &self,
-        stream: &StreamId,
+        stream: &StreamKey,
         cached: Option<(A, Version)>,
         at: Option<Version>,
     ) -> Result<Start<A>, RepositoryError<A::Error>> {
@@ -720,7 +720,11 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             }
         }
         let Some(policy) = A::SNAPSHOT else { return Ok(nothing()) };
-        let Some(snapshot) = self.store.load_snapshot(stream).await? else { return Ok(nothing()) };
+        let snapshot = match in_memory(&self.store) {
+            Some(memory) => memory.load_snapshot_shared(stream).map(Shared::Arc),
+            None => self.store.load_snapshot(stream).await?.map(Shared::Owned),
+        };
+        let Some(snapshot) = snapshot else { return Ok(nothing()) };
         if snapshot.version == Version::NONE {
             return Err(snapshot_ahead(stream, Version::NONE, Version::NONE));
         }
@@ -820,6 +824,23 @@ impl<A: Aggregate> Fold<'_, A> {
 /// (a type check the compiler resolves: no cost for any other store).
 fn in_memory<S: EventStore>(store: &S) -> Option<&InMemoryStore> {
     (store as &dyn Any).downcast_ref::<InMemoryStore>()
+}
+
+/// A value as a store handed it out, or shared with an [`InMemoryStore`].
+enum Shared<T> {
+    Owned(T),
+    Arc(Arc<T>),
+}
+
+impl<T> Deref for Shared<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        match self {
+            Shared::Owned(value) => value,
+            Shared::Arc(value) => value,
+        }
+    }
 }
 
 /// Records as a store handed them out, or shared with an [`InMemoryStore`].
