@@ -2,11 +2,13 @@
 //! For tests and for trying things out.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use uuid::Uuid;
 
+use crate::record::{KeyMap, StreamKey};
 use crate::store::kit::{self, resolve_retry};
 use crate::store::{
     AllEventsPage, Appended, Checkpoint, EventStore, ExpectedVersion, NewEvent, Position, ReadAllFilter, Snapshot,
@@ -49,12 +51,14 @@ impl std::fmt::Debug for InMemoryStore {
 
 #[derive(Default)]
 struct Inner {
-    /// Every event in store order; an event's position is its index + 1.
-    events: Vec<StoredEvent>,
-    /// Each stream's events, as indexes into `events`.
-    streams: HashMap<StreamId, Vec<usize>>,
+    /// Every event in store order; an event's position is its index + 1. Shared, so that the
+    /// repository can read and append without copying payloads (`read_shared`, `append_shared`).
+    events: Vec<Arc<StoredEvent>>,
+    /// Each stream's name as its events hold it (one shared copy) and its events, as indexes
+    /// into `events`.
+    streams: KeyMap<(StreamId, Vec<usize>)>,
     ids: HashMap<Uuid, usize>,
-    snapshots: HashMap<StreamId, Snapshot>,
+    snapshots: KeyMap<Arc<Snapshot>>,
 }
 
 impl InMemoryStore {
@@ -73,11 +77,106 @@ impl InMemoryStore {
     fn checkpoint_after(&self, position: Position) -> Checkpoint {
         Checkpoint::new(&self.origin, [position.0, 0])
     }
+
+    /// [`EventStore::append`], with the committed events shared with the store instead of
+    /// copied: the repository's path, which needs their records and not their payloads.
+    pub(crate) fn append_shared(
+        &self,
+        stream: &StreamKey,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<SharedAppend, StoreError> {
+        kit::check_batch(&events)?;
+        let mut inner = self.lock();
+        let Inner { events: log, streams, ids, .. } = &mut *inner;
+        // A batch of one event (a command's usual one): one lookup of its id serves both the
+        // retry check and the insert.
+        let single = match events.as_slice() {
+            [event] => match ids.entry(event.event_id) {
+                Entry::Occupied(found) => {
+                    let existing = vec![Some(StoredEvent::clone(&log[*found.get()]))];
+                    // With its one id stored, the batch is a retry or an error, never new.
+                    let stored = resolve_retry(stream, &events, existing)?.unwrap_or_default();
+                    return Ok(SharedAppend::AlreadyStored(stored));
+                }
+                Entry::Vacant(slot) => Some(slot),
+            },
+            _ => {
+                if events.iter().any(|e| ids.contains_key(&e.event_id)) {
+                    let existing =
+                        events.iter().map(|e| ids.get(&e.event_id).map(|&i| StoredEvent::clone(&log[i]))).collect();
+                    if let Some(stored) = resolve_retry(stream, &events, existing)? {
+                        return Ok(SharedAppend::AlreadyStored(stored));
+                    }
+                }
+                None
+            }
+        };
+        let entry = streams.get_mut(stream);
+        let actual = Version(entry.as_ref().map_or(0, |(_, indexes)| indexes.len() as u64));
+        if !expected.admits(actual) {
+            return Err(StoreError::Conflict { stream: StreamId::clone(stream), expected, actual });
+        }
+        // Every event of a stream holds the same name, so comparing it can stop at the pointer.
+        let name = entry.as_ref().map_or_else(|| StreamId::clone(stream), |(name, _)| name.clone());
+        let recorded_at = SystemTime::now();
+        let first = log.len();
+        let committed: Vec<Arc<StoredEvent>> = events
+            .into_iter()
+            .enumerate()
+            .map(|(offset, event)| {
+                Arc::new(StoredEvent {
+                    position: Position((first + offset) as u64 + 1),
+                    stream: name.clone(),
+                    stream_version: Version(actual.0 + offset as u64 + 1),
+                    event_id: event.event_id,
+                    metadata: event.metadata,
+                    recorded_at,
+                    event: event.event,
+                })
+            })
+            .collect();
+        log.extend(committed.iter().cloned());
+        if let Some(slot) = single {
+            slot.insert(first);
+        } else {
+            ids.extend(committed.iter().enumerate().map(|(offset, event)| (event.event_id, first + offset)));
+        }
+        let end = log.len();
+        match entry {
+            Some((_, indexes)) => indexes.extend(first..end),
+            None => {
+                streams.insert(stream.clone(), (name, (first..end).collect()));
+            }
+        }
+        Ok(SharedAppend::Written(committed))
+    }
+
+    /// [`EventStore::load_snapshot`], the snapshot shared with the store instead of copied.
+    pub(crate) fn load_snapshot_shared(&self, stream: &StreamKey) -> Option<Arc<Snapshot>> {
+        self.lock().snapshots.get(stream).cloned()
+    }
+
+    /// [`EventStore::read_stream`], the events shared with the store instead of copied.
+    pub(crate) fn read_shared(&self, stream: &StreamKey, from: Version, limit: usize) -> Vec<Arc<StoredEvent>> {
+        let inner = self.lock();
+        let Some((_, indexes)) = inner.streams.get(stream) else { return Vec::new() };
+        let skip = usize::try_from(kit::first_wanted(from).0 - 1).unwrap_or(usize::MAX);
+        indexes.iter().skip(skip).take(limit).map(|&i| Arc::clone(&inner.events[i])).collect()
+    }
+}
+
+/// What [`InMemoryStore::append_shared`] did.
+pub(crate) enum SharedAppend {
+    /// Wrote these events.
+    Written(Vec<Arc<StoredEvent>>),
+    /// Found them stored already (a retried append).
+    AlreadyStored(Vec<StoredEvent>),
 }
 
 impl Inner {
-    fn version_of(&self, stream: &StreamId) -> Version {
-        Version(self.streams.get(stream).map_or(0, |s| s.len() as u64))
+    fn version_of(&self, stream: &StreamKey) -> Version {
+        Version(self.streams.get(stream).map_or(0, |(_, indexes)| indexes.len() as u64))
     }
 }
 
@@ -88,45 +187,10 @@ impl EventStore for InMemoryStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Appended, StoreError> {
-        kit::check_batch(&events)?;
-        let mut inner = self.lock();
-        if events.iter().any(|e| inner.ids.contains_key(&e.event_id)) {
-            let existing =
-                events.iter().map(|e| inner.ids.get(&e.event_id).map(|&i| inner.events[i].clone())).collect();
-            if let Some(stored) = resolve_retry(stream, &events, existing)? {
-                return Ok(Appended::already_stored(stored));
-            }
-        }
-        let actual = inner.version_of(stream);
-        if !expected.admits(actual) {
-            return Err(StoreError::Conflict { stream: stream.clone(), expected, actual });
-        }
-        let recorded_at = SystemTime::now();
-        let mut committed = Vec::with_capacity(events.len());
-        let first = inner.events.len();
-        for (offset, event) in events.into_iter().enumerate() {
-            let index = first + offset;
-            let stored = StoredEvent {
-                position: Position(index as u64 + 1),
-                stream: stream.clone(),
-                stream_version: Version(actual.0 + offset as u64 + 1),
-                event_id: event.event_id,
-                metadata: event.metadata,
-                recorded_at,
-                event: event.event,
-            };
-            inner.ids.insert(stored.event_id, index);
-            inner.events.push(stored.clone());
-            committed.push(stored);
-        }
-        let end = inner.events.len();
-        match inner.streams.get_mut(stream) {
-            Some(indexes) => indexes.extend(first..end),
-            None => {
-                inner.streams.insert(stream.clone(), (first..end).collect());
-            }
-        }
-        Ok(Appended::written(committed))
+        Ok(match self.append_shared(&StreamKey::new(stream.clone()), expected, events)? {
+            SharedAppend::Written(events) => Appended::written(events.iter().map(|e| StoredEvent::clone(e)).collect()),
+            SharedAppend::AlreadyStored(events) => Appended::already_stored(events),
+        })
     }
 
     async fn read_stream(
@@ -136,13 +200,13 @@ impl EventStore for InMemoryStore {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let inner = self.lock();
-        let Some(indexes) = inner.streams.get(stream) else { return Ok(Vec::new()) };
+        let Some((_, indexes)) = inner.streams.get(&StreamKey::new(stream.clone())) else { return Ok(Vec::new()) };
         let skip = usize::try_from(kit::first_wanted(from).0 - 1).unwrap_or(usize::MAX);
-        Ok(indexes.iter().skip(skip).take(limit).map(|&i| inner.events[i].clone()).collect())
+        Ok(indexes.iter().skip(skip).take(limit).map(|&i| StoredEvent::clone(&inner.events[i])).collect())
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
-        Ok(self.lock().version_of(stream))
+        Ok(self.lock().version_of(&StreamKey::new(stream.clone())))
     }
 
     async fn read_all(
@@ -162,7 +226,7 @@ impl EventStore for InMemoryStore {
             }
             next = self.checkpoint_after(event.position);
             if filter.admits(event) {
-                events.push((event.clone(), next.clone()));
+                events.push((StoredEvent::clone(event), next.clone()));
             }
         }
         Ok(AllEventsPage::new(events, next))
@@ -178,19 +242,20 @@ impl EventStore for InMemoryStore {
 
     async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
         let inner = self.lock();
-        Ok(inner.ids.get(&event_id).map(|&i| inner.events[i].clone()))
+        Ok(inner.ids.get(&event_id).map(|&i| StoredEvent::clone(&inner.events[i])))
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let newer_exists = inner.snapshots.get(&snapshot.stream).is_some_and(|s| s.version > snapshot.version);
+        let key = StreamKey::new(snapshot.stream.clone());
+        let newer_exists = inner.snapshots.get(&key).is_some_and(|s| s.version > snapshot.version);
         if !newer_exists {
-            inner.snapshots.insert(snapshot.stream.clone(), snapshot);
+            inner.snapshots.insert(key, Arc::new(snapshot));
         }
         Ok(())
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        Ok(self.lock().snapshots.get(stream).cloned())
+        Ok(self.load_snapshot_shared(&StreamKey::new(stream.clone())).map(Arc::unwrap_or_clone))
     }
 }

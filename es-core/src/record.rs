@@ -8,10 +8,10 @@
 //!   with [`Envelope::map`], so the header is never copied field by field.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -245,6 +245,11 @@ impl StreamId {
         &self.id
     }
 
+    /// Whether both hold the same shared strings: then they are equal (equal ids need not be).
+    pub(crate) fn shares_text_with(&self, other: &StreamId) -> bool {
+        Arc::ptr_eq(&self.id, &other.id) && std::ptr::eq(self.stream_type(), other.stream_type())
+    }
+
     fn key(&self) -> (&str, &str) {
         (self.stream_type(), self.id())
     }
@@ -279,6 +284,77 @@ impl Ord for StreamId {
 impl fmt::Display for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.stream_type(), self.id())
+    }
+}
+
+/// A stream name with its hash, computed once (under one random key for the whole process) to
+/// serve every lookup a command makes in the repository's cache and in [`InMemoryStore`]'s
+/// index, which hash it no further ([`KeyMap`]).
+///
+/// [`InMemoryStore`]: crate::InMemoryStore
+#[derive(Clone)]
+pub(crate) struct StreamKey {
+    hash: u64,
+    stream: StreamId,
+}
+
+impl StreamKey {
+    pub(crate) fn new(stream: StreamId) -> Self {
+        static HASHER: OnceLock<RandomState> = OnceLock::new();
+        let hash = HASHER.get_or_init(RandomState::new).hash_one(&stream);
+        Self { hash, stream }
+    }
+}
+
+impl std::ops::Deref for StreamKey {
+    type Target = StreamId;
+
+    fn deref(&self) -> &StreamId {
+        &self.stream
+    }
+}
+
+impl fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.stream.fmt(f)
+    }
+}
+
+impl PartialEq for StreamKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.stream == other.stream
+    }
+}
+
+impl Eq for StreamKey {}
+
+impl Hash for StreamKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// A map keyed by [`StreamKey`]s, whose hash it takes as it is.
+pub(crate) type KeyMap<V> = HashMap<StreamKey, V, BuildHasherDefault<KeyHasher>>;
+
+/// The hasher of a [`KeyMap`]: a [`StreamKey`]'s hash (a random-keyed SipHash) passed through.
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by `StreamKey`; anything else is folded in, not lost.
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
     }
 }
 

@@ -5,10 +5,9 @@
 //! before using a cached state, so a writer elsewhere is never missed. A command *takes* its
 //! aggregate out (no clone) and puts the new state back after the append.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::record::{StreamId, Version};
+use crate::record::{KeyMap, StreamKey, Version};
 
 pub(crate) struct AggregateCache<A> {
     inner: Mutex<Inner<A>>,
@@ -17,12 +16,12 @@ pub(crate) struct AggregateCache<A> {
 struct Inner<A> {
     capacity: usize,
     slots: Vec<Slot<A>>,
-    index: HashMap<StreamId, usize>,
+    index: KeyMap<usize>,
     hand: usize,
 }
 
 struct Slot<A> {
-    key: StreamId,
+    key: StreamKey,
     /// `None` while a command has the state out.
     entry: Option<(A, Version)>,
     referenced: bool,
@@ -34,7 +33,7 @@ impl<A: Clone> AggregateCache<A> {
             inner: Mutex::new(Inner {
                 capacity,
                 slots: Vec::with_capacity(capacity.min(1024)),
-                index: HashMap::with_capacity(capacity.min(1024)),
+                index: KeyMap::with_capacity_and_hasher(capacity.min(1024), Default::default()),
                 hand: 0,
             }),
         }
@@ -46,7 +45,7 @@ impl<A: Clone> AggregateCache<A> {
     }
 
     /// A copy of the cached state, for a read.
-    pub(crate) fn get(&self, key: &StreamId) -> Option<(A, Version)> {
+    pub(crate) fn get(&self, key: &StreamKey) -> Option<(A, Version)> {
         let mut inner = self.lock();
         let &slot = inner.index.get(key)?;
         let slot = &mut inner.slots[slot];
@@ -54,22 +53,33 @@ impl<A: Clone> AggregateCache<A> {
         slot.entry.clone()
     }
 
-    /// The cached state itself, for a command that puts the new one back.
-    pub(crate) fn take(&self, key: &StreamId) -> Option<(A, Version)> {
+    /// The cached state itself, for a command that puts the new one back, and the key's slot
+    /// (for [`AggregateCache::put_at`]).
+    pub(crate) fn take(&self, key: &StreamKey) -> (Option<(A, Version)>, Option<usize>) {
         let mut inner = self.lock();
-        let &slot = inner.index.get(key)?;
-        let slot = &mut inner.slots[slot];
+        let Some(&at) = inner.index.get(key) else { return (None, None) };
+        let slot = &mut inner.slots[at];
         slot.referenced = true;
-        slot.entry.take()
+        (slot.entry.take(), Some(at))
     }
 
     /// Caches `state` at `version`, unless a newer state of the stream is cached already.
-    pub(crate) fn put(&self, key: &StreamId, state: A, version: Version) {
+    pub(crate) fn put(&self, key: &StreamKey, state: A, version: Version) {
+        self.put_at(None, key, state, version);
+    }
+
+    /// [`AggregateCache::put`] for a key that [`AggregateCache::take`] found at `slot`: if the
+    /// slot still holds the key (a key is in one slot at most), no lookup.
+    pub(crate) fn put_at(&self, slot: Option<usize>, key: &StreamKey, state: A, version: Version) {
         let mut inner = self.lock();
         if inner.capacity == 0 {
             return;
         }
-        if let Some(&slot) = inner.index.get(key) {
+        let found = match slot {
+            Some(at) if inner.slots.get(at).is_some_and(|slot| slot.key == *key) => Some(at),
+            _ => inner.index.get(key).copied(),
+        };
+        if let Some(slot) = found {
             let slot = &mut inner.slots[slot];
             if slot.entry.as_ref().is_none_or(|(_, cached)| *cached <= version) {
                 slot.entry = Some((state, version));
@@ -112,8 +122,8 @@ impl<A: Clone> AggregateCache<A> {
 mod tests {
     use super::*;
 
-    fn key(n: u32) -> StreamId {
-        StreamId::new("T", n.to_string())
+    fn key(n: u32) -> StreamKey {
+        StreamKey::new(crate::record::StreamId::new("T", n.to_string()))
     }
 
     #[test]
@@ -138,11 +148,18 @@ mod tests {
     fn take_leaves_nothing_until_put_back_and_older_states_do_not_replace_newer() {
         let cache = AggregateCache::new(2);
         cache.put(&key(1), "v5", Version(5));
-        assert_eq!(cache.take(&key(1)), Some(("v5", Version(5))));
-        assert_eq!(cache.take(&key(1)), None);
-        cache.put(&key(1), "v6", Version(6));
+        let (taken, slot) = cache.take(&key(1));
+        assert_eq!(taken, Some(("v5", Version(5))));
+        assert_eq!(cache.take(&key(1)).0, None);
+        cache.put_at(slot, &key(1), "v6", Version(6));
         cache.put(&key(1), "v5 again", Version(5));
         assert_eq!(cache.get(&key(1)), Some(("v6", Version(6))));
+        // A slot that another key took over meanwhile is not written.
+        cache.put(&key(2), "other", Version(1));
+        cache.put(&key(3), "evicts", Version(1));
+        cache.put_at(slot, &key(4), "new", Version(1));
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.get(&key(4)), Some(("new", Version(1))));
     }
 
     #[test]

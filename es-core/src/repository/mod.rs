@@ -11,6 +11,7 @@
 mod cache;
 mod options;
 
+use std::any::Any;
 use std::borrow::Borrow;
 use std::fmt::Display;
 use std::future::Future;
@@ -27,8 +28,9 @@ pub use self::options::{CommandOptions, RetryPolicy};
 use crate::aggregate::Aggregate;
 use crate::decode::{DecodeError, decode_raw, decode_record};
 use crate::event::{CommandResult, EventSet, IntoEvents};
-use crate::record::{Envelope, NewEvent, RawEvent, StoredEvent, StreamId, Version};
-use crate::store::kit::StreamPages;
+use crate::memory::{InMemoryStore, SharedAppend};
+use crate::record::{Envelope, NewEvent, RawEvent, StoredEvent, StreamId, StreamKey, Version};
+use crate::store::kit::{self, StreamPages};
 use crate::store::{
     AppendOutcome, Appended, CorruptProblem, Corruption, EventStore, ExpectedVersion, Snapshot, StoreError,
 };
@@ -320,6 +322,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let stream = StreamId::of::<A>(id);
         let span = tracing::debug_span!("es.load", stream = %stream, version = tracing::field::Empty);
         let recorded = span.clone();
+        let stream = StreamKey::new(stream);
         async {
             let cached = self.cache.as_ref().and_then(|cache| cache.get(&stream));
             let cached_version = cached.as_ref().map(|(_, version)| *version);
@@ -348,7 +351,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     {
         let stream = StreamId::of::<A>(id);
         let span = tracing::debug_span!("es.load_at", stream = %stream, at = version.0);
-        self.load_from(&stream, None, Some(version)).instrument(span).await
+        self.load_from(&StreamKey::new(stream), None, Some(version)).instrument(span).await
     }
 
     /// The events of aggregate `id`, decoded, with their records.
@@ -472,23 +475,25 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             version = tracing::field::Empty,
             events = tracing::field::Empty,
         );
-        let recorded = span.clone();
+        // Recorded into directly: cheaper than looking up the current span each time.
+        let execute_span = span.clone();
+        let stream = StreamKey::new(stream);
         async {
             let mut attempt = 1;
             loop {
-                recorded.record("attempt", attempt);
+                execute_span.record("attempt", attempt);
                 if let Some(command_id) = options.command_id
                     && let Some(done) = self.already_applied(&stream, command_id).await?
                 {
                     return Ok(done);
                 }
-                let cached = self.cache.as_ref().and_then(|cache| cache.take(&stream));
+                let (cached, slot) = self.cache.as_ref().map_or((None, None), |cache| cache.take(&stream));
                 let loaded = self.load_from(&stream, cached, None).await?;
                 let decided = decide(&loaded.state).instrument(tracing::debug_span!("es.decide")).await;
                 let events = match decided {
                     Ok(events) if !events.is_empty() => events,
                     outcome => {
-                        self.put_back(&stream, loaded);
+                        self.put_back(&stream, slot, loaded);
                         // A delivery of the same command that committed meanwhile is the
                         // outcome, not this run's refusal (or nothing).
                         if let Some(command_id) = options.command_id
@@ -505,36 +510,44 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 let batch = match encode(&events, options) {
                     Ok(batch) => batch,
                     Err(error) => {
-                        self.put_back(&stream, loaded);
+                        self.put_back(&stream, slot, loaded);
                         return Err(error);
                     }
                 };
                 let expected = ExpectedVersion::at(loaded.version);
-                let appended = self
-                    .store
-                    .append(&stream, expected, batch)
-                    .instrument(tracing::debug_span!("es.append", expected = %expected, events = events.len()))
-                    .await;
-                match appended {
-                    Ok(Appended { events: stored, outcome: AppendOutcome::Written }) => {
-                        let done = self.committed(&stream, loaded, events, stored).await;
-                        if let Some(version) = done.version() {
-                            recorded.record("version", version.0).record("events", done.len());
-                        }
-                        return Ok(done);
+                let appended = async {
+                    match in_memory(&self.store) {
+                        Some(memory) => memory.append_shared(&stream, expected, batch).map(|appended| match appended {
+                            SharedAppend::Written(stored) => (AppendOutcome::Written, Records::Shared(stored)),
+                            SharedAppend::AlreadyStored(stored) => {
+                                (AppendOutcome::AlreadyStored, Records::Owned(stored))
+                            }
+                        }),
+                        None => self
+                            .store
+                            .append(&stream, expected, batch)
+                            .await
+                            .map(|Appended { events, outcome }| (outcome, Records::Owned(events))),
                     }
-                    Ok(Appended { events: stored, outcome: AppendOutcome::AlreadyStored }) => {
+                }
+                .instrument(tracing::debug_span!("es.append", expected = %expected, events = events.len()))
+                .await;
+                match appended {
+                    Ok((AppendOutcome::Written, stored)) => {
+                        return Ok(self.committed(&execute_span, &stream, slot, loaded, events, stored).await);
+                    }
+                    Ok((AppendOutcome::AlreadyStored, stored)) => {
                         // Another delivery of this command wrote these events; this run's
                         // decision was made on a state that may already contain them, so it is
                         // not applied: the stored events are the outcome.
-                        self.put_back(&stream, loaded);
+                        self.put_back(&stream, slot, loaded);
                         bump(&self.counters.commands_already_applied);
-                        return self.found(stored);
+                        return self.found(stored.into_owned());
                     }
                     Err(error) if error.is_conflict() && attempt < self.retry.max_attempts => {
-                        self.put_back(&stream, loaded);
+                        self.put_back(&stream, slot, loaded);
                         bump(&self.counters.conflicts_retried);
-                        tracing::debug!(%stream, attempt, "version conflict; deciding again");
+                        tracing::debug!(stream = %*stream, attempt, "version conflict; deciding again");
                         crate::timer::sleep(self.retry.backoff(attempt)).await;
                         attempt += 1;
                     }
@@ -545,7 +558,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     {
                         // The same command, decided differently by another delivery on another
                         // state, is stored: that first outcome stands.
-                        self.put_back(&stream, loaded);
+                        self.put_back(&stream, slot, loaded);
                         if let Some(command_id) = options.command_id
                             && let Some(done) = self.already_applied(&stream, command_id).await?
                         {
@@ -554,7 +567,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         return Err(error.into());
                     }
                     Err(error) => {
-                        self.put_back(&stream, loaded);
+                        self.put_back(&stream, slot, loaded);
                         return Err(error.into());
                     }
                 }
@@ -564,35 +577,55 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         .await
     }
 
-    fn put_back(&self, stream: &StreamId, loaded: Loaded<A>) {
+    fn put_back(&self, stream: &StreamKey, slot: Option<usize>, loaded: Loaded<A>) {
         if let Some(cache) = &self.cache {
-            cache.put(stream, loaded.state, loaded.version);
+            cache.put_at(slot, stream, loaded.state, loaded.version);
         }
     }
 
     /// After this call wrote the events: apply them, snapshot when due, cache, and pair the
-    /// events with their records.
+    /// events with their records. `span` is the command's (`es.execute`).
     async fn committed(
         &self,
-        stream: &StreamId,
+        span: &tracing::Span,
+        stream: &StreamKey,
+        slot: Option<usize>,
         loaded: Loaded<A>,
         events: Vec<A::Event>,
-        stored: Vec<StoredEvent>,
+        stored: Records,
     ) -> Executed<A::Event> {
         let Loaded { mut state, version: before, .. } = loaded;
         for event in &events {
             state.apply(event);
         }
         let after = stored.last().map_or(before, |record| record.stream_version);
+        span.record("version", after.0).record("events", events.len());
         if let Some(policy) = A::SNAPSHOT
             && before.0 / policy.every != after.0 / policy.every
         {
             self.save_snapshot(stream, &state, after, policy.version).await;
         }
         if let Some(cache) = &self.cache {
-            cache.put(stream, state, after);
+            cache.put_at(slot, stream, state, after);
         }
-        let events = stored.into_iter().zip(events).map(|(record, event)| record.map(|_| event)).collect();
+        let events = match stored {
+            Records::Owned(stored) => {
+                stored.into_iter().zip(events).map(|(record, event)| record.map(|_| event)).collect()
+            }
+            Records::Shared(stored) => stored
+                .iter()
+                .zip(events)
+                .map(|(record, event)| Envelope {
+                    position: record.position,
+                    stream: record.stream.clone(),
+                    stream_version: record.stream_version,
+                    event_id: record.event_id,
+                    metadata: record.metadata.clone(),
+                    recorded_at: record.recorded_at,
+                    event,
+                })
+                .collect(),
+        };
         Executed { events, outcome: AppendOutcome::Written }
     }
 
@@ -661,7 +694,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// (not past `at`), else the default state.
     async fn start(
         &self,
-        stream: &StreamId,
+        stream: &StreamKey,
         cached: Option<(A, Version)>,
         at: Option<Version>,
     ) -> Result<Start<A>, RepositoryError<A::Error>> {
@@ -682,7 +715,11 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             }
         }
         let Some(policy) = A::SNAPSHOT else { return Ok(nothing()) };
-        let Some(snapshot) = self.store.load_snapshot(stream).await? else { return Ok(nothing()) };
+        let snapshot = match in_memory(&self.store) {
+            Some(memory) => memory.load_snapshot_shared(stream).map(Shared::Arc),
+            None => self.store.load_snapshot(stream).await?.map(Shared::Owned),
+        };
+        let Some(snapshot) = snapshot else { return Ok(nothing()) };
         if snapshot.version == Version::NONE {
             return Err(snapshot_ahead(stream, Version::NONE, Version::NONE));
         }
@@ -717,7 +754,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// Loads the state at `at` (the current one for `None`), starting from `cached` if given.
     async fn load_from(
         &self,
-        stream: &StreamId,
+        stream: &StreamKey,
         cached: Option<(A, Version)>,
         at: Option<Version>,
     ) -> Result<Loaded<A>, RepositoryError<A::Error>> {
@@ -730,21 +767,16 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let page_size = at.map_or(LOAD_PAGE, |at| {
             usize::try_from(at.0.saturating_sub(read_from.0) + 1).unwrap_or(LOAD_PAGE).clamp(1, LOAD_PAGE)
         });
-        let mut pages = StreamPages::new(&self.store, stream.clone(), read_from, page_size);
+        let mut pages = Pages::new(&self.store, stream.clone(), read_from, page_size);
         let mut verified = !verify;
-        'pages: while let Some(page) = pages.next_page().await? {
-            for record in &page {
-                if !verified {
-                    // `next_page` checked that the page starts at `read_from`.
-                    verified = true;
-                    continue;
-                }
-                if at.is_some_and(|at| record.stream_version > at) {
-                    break 'pages;
-                }
-                let event = decode_raw::<A>(stream, record.stream_version, &record.event)?;
-                state.apply(&event);
-                version = record.stream_version;
+        while let Some(page) = pages.next_page().await? {
+            let mut fold = Fold { stream, at, state: &mut state, version: &mut version, verified: &mut verified };
+            let past_at = match &page {
+                Records::Owned(records) => fold.page(records.iter())?,
+                Records::Shared(records) => fold.page(records.iter().map(|record| &**record))?,
+            };
+            if past_at {
+                break;
             }
         }
         if !verified {
@@ -752,6 +784,132 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             return Err(snapshot_ahead(stream, version, stream_version));
         }
         Ok(Loaded { state, version, from_snapshot, ignored_snapshot })
+    }
+}
+
+/// Folds the pages of a load into its state (a loop over either kind of [`Records`]).
+struct Fold<'l, A> {
+    stream: &'l StreamId,
+    at: Option<Version>,
+    state: &'l mut A,
+    version: &'l mut Version,
+    /// Whether the snapshot's own event, which starts the first page, was passed already.
+    verified: &'l mut bool,
+}
+
+impl<A: Aggregate> Fold<'_, A> {
+    /// Applies a page's events; `true` once past the version the load stops at.
+    #[allow(clippy::result_large_err)] // `decode_raw`'s error, returned as it is.
+    fn page<'r>(&mut self, records: impl Iterator<Item = &'r StoredEvent>) -> Result<bool, DecodeError> {
+        for record in records {
+            if !*self.verified {
+                // `next_page` checked that the page starts at `read_from`.
+                *self.verified = true;
+                continue;
+            }
+            if self.at.is_some_and(|at| record.stream_version > at) {
+                return Ok(true);
+            }
+            let event = decode_raw::<A>(self.stream, record.stream_version, &record.event)?;
+            self.state.apply(&event);
+            *self.version = record.stream_version;
+        }
+        Ok(false)
+    }
+}
+
+/// The store as an [`InMemoryStore`], whose events the repository shares instead of copying
+/// (a type check the compiler resolves: no cost for any other store).
+fn in_memory<S: EventStore>(store: &S) -> Option<&InMemoryStore> {
+    (store as &dyn Any).downcast_ref::<InMemoryStore>()
+}
+
+/// A value as a store handed it out, or shared with an [`InMemoryStore`].
+enum Shared<T> {
+    Owned(T),
+    Arc(Arc<T>),
+}
+
+impl<T> Deref for Shared<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        match self {
+            Shared::Owned(value) => value,
+            Shared::Arc(value) => value,
+        }
+    }
+}
+
+/// Records as a store handed them out, or shared with an [`InMemoryStore`].
+enum Records {
+    Owned(Vec<StoredEvent>),
+    Shared(Vec<Arc<StoredEvent>>),
+}
+
+impl Records {
+    fn len(&self) -> usize {
+        match self {
+            Records::Owned(records) => records.len(),
+            Records::Shared(records) => records.len(),
+        }
+    }
+
+    fn last(&self) -> Option<&StoredEvent> {
+        match self {
+            Records::Owned(records) => records.last(),
+            Records::Shared(records) => records.last().map(|record| &**record),
+        }
+    }
+
+    fn into_owned(self) -> Vec<StoredEvent> {
+        match self {
+            Records::Owned(records) => records,
+            Records::Shared(records) => records.into_iter().map(Arc::unwrap_or_clone).collect(),
+        }
+    }
+}
+
+/// Reads one stream page by page, as [`StreamPages`] does (the same checks), sharing the
+/// events of an [`InMemoryStore`] instead of copying them.
+struct Pages<'a, S> {
+    store: &'a S,
+    stream: StreamKey,
+    next: Version,
+    page_size: usize,
+    done: bool,
+}
+
+impl<'a, S: EventStore> Pages<'a, S> {
+    fn new(store: &'a S, stream: StreamKey, from: Version, page_size: usize) -> Self {
+        Self { store, stream, next: kit::first_wanted(from), page_size: page_size.max(1), done: false }
+    }
+
+    async fn next_page(&mut self) -> Result<Option<Records>, StoreError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = match in_memory(self.store) {
+            Some(memory) => Records::Shared(memory.read_shared(&self.stream, self.next, self.page_size)),
+            None => Records::Owned(self.store.read_stream(&self.stream, self.next, self.page_size).await?),
+        };
+        // A store that forgot the check must not fold a gap into a state.
+        match &page {
+            Records::Owned(records) => kit::check_stream_records(&self.stream, self.next, records)?,
+            Records::Shared(records) => {
+                kit::check_stream_records(&self.stream, self.next, records.iter().map(|record| &**record))?;
+            }
+        }
+        if page.len() < self.page_size {
+            self.done = true;
+        }
+        match page.last().map(|last| last.stream_version.next()) {
+            Some(next) => {
+                self.next = next;
+                Ok(Some(page))
+            }
+            None => Ok(None),
+        }
     }
 }
 

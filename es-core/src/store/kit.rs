@@ -55,7 +55,8 @@ pub fn check_payload(payload: &str) -> Result<(), PayloadProblem> {
     if let Err(error) = serde_json::from_str::<IgnoredAny>(payload) {
         return Err(PayloadProblem::NotJson { reason: super::error::bounded(&error.to_string()) });
     }
-    if nesting_depth(payload) > MAX_PAYLOAD_DEPTH {
+    // Valid JSON nested deeper than the limit has more than twice as many bytes as it.
+    if payload.len() > 2 * MAX_PAYLOAD_DEPTH && nesting_depth(payload) > MAX_PAYLOAD_DEPTH {
         return Err(PayloadProblem::TooDeep { limit: MAX_PAYLOAD_DEPTH });
     }
     Ok(())
@@ -145,9 +146,22 @@ pub fn first_wanted(from: Version) -> Version {
 /// # Errors
 /// [`StoreError::Corrupt`] naming the stream and the version.
 pub fn check_stream_page(stream: &StreamId, from: Version, page: &[StoredEvent]) -> Result<(), StoreError> {
+    check_stream_records(stream, from, page)
+}
+
+/// [`check_stream_page`] over records wherever they are held.
+pub(crate) fn check_stream_records<'a>(
+    stream: &StreamId,
+    from: Version,
+    page: impl IntoIterator<Item = &'a StoredEvent>,
+) -> Result<(), StoreError> {
     let mut expected = first_wanted(from);
+    let mut previous: Option<&StreamId> = None;
     for event in page {
-        if event.stream != *stream {
+        // The name the previous event held, shared: equal without comparing the text again.
+        let known = previous.is_some_and(|previous| previous.shares_text_with(&event.stream));
+        previous = Some(&event.stream);
+        if !known && event.stream != *stream {
             return Err(StoreError::corrupt(
                 Corruption::new(CorruptProblem::Unreadable {
                     field: "stream".into(),
