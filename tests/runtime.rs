@@ -187,3 +187,32 @@ async fn the_store_is_chosen_at_run_time() {
     let error = AnyStore::open("nats://user:hunter2@localhost/x").expect_err("not a store");
     assert!(!error.to_string().contains("hunter2"), "{error}");
 }
+
+/// What a repository did is counted, and readable without a tracing subscriber.
+#[tokio::test]
+async fn counters_need_no_subscriber() {
+    /// Work was done.
+    #[event(version = 1)]
+    pub struct Worked {}
+
+    /// Snapshotted every 2 events.
+    #[derive(Aggregate, Default, Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(crate = "es::__private::serde")]
+    #[aggregate(id = String, events(Worked), snapshot(every = 2, version = 1))]
+    pub struct Worker {
+        done: u64,
+    }
+
+    impl Apply<Worked> for Worker {
+        fn apply(&mut self, _: &Worked) {
+            self.done += 1;
+        }
+    }
+
+    let workers = Repository::<Worker, _>::new(InMemoryStore::new());
+    for _ in 0..4 {
+        workers.execute("w", |_| Ok(Worked {})).await.expect("execute failed");
+    }
+    let stats = workers.stats();
+    assert_eq!((stats.snapshots_written, stats.cache_misses, stats.cache_hits), (2, 1, 3));
+}

@@ -319,11 +319,12 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     {
         let stream = StreamId::of::<A>(id);
         let span = tracing::debug_span!("es.load", stream = %stream, version = tracing::field::Empty);
+        let recorded = span.clone();
         async {
             let cached = self.cache.as_ref().and_then(|cache| cache.get(&stream));
             let cached_version = cached.as_ref().map(|(_, version)| *version);
             let loaded = self.load_from(&stream, cached, None).await?;
-            tracing::Span::current().record("version", loaded.version.0);
+            recorded.record("version", loaded.version.0);
             if let Some(cache) = &self.cache
                 && cached_version != Some(loaded.version)
             {
@@ -473,10 +474,11 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             version = tracing::field::Empty,
             events = tracing::field::Empty,
         );
+        let recorded = span.clone();
         async {
             let mut attempt = 1;
             loop {
-                tracing::Span::current().record("attempt", attempt);
+                recorded.record("attempt", attempt);
                 if let Some(command_id) = options.command_id
                     && let Some(done) = self.already_applied(&stream, command_id).await?
                 {
@@ -517,7 +519,11 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     .await;
                 match appended {
                     Ok(Appended { events: stored, outcome: AppendOutcome::Written }) => {
-                        return Ok(self.committed(&stream, loaded, events, stored).await);
+                        let done = self.committed(&stream, loaded, events, stored).await;
+                        if let Some(version) = done.version() {
+                            recorded.record("version", version.0).record("events", done.len());
+                        }
+                        return Ok(done);
                     }
                     Ok(Appended { events: stored, outcome: AppendOutcome::AlreadyStored }) => {
                         // Another delivery of this command wrote these events; this run's
@@ -534,7 +540,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         crate::timer::sleep(self.retry.backoff(attempt)).await;
                         attempt += 1;
                     }
-                    Err(StoreError::EventIdReused { event_id, .. })
+                    Err(error @ StoreError::EventIdReused { event_id, .. })
                         if options.command_id.is_some_and(|command_id| {
                             (0..events.len()).any(|i| CommandOptions::derived_event_id(command_id, i) == event_id)
                         }) =>
@@ -542,18 +548,12 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         // The same command, decided differently by another delivery on another
                         // state, is stored: that first outcome stands.
                         self.put_back(&stream, loaded);
-                        let command_id = options.command_id.unwrap_or_default();
-                        match self.already_applied(&stream, command_id).await? {
-                            Some(done) => return Ok(done),
-                            None => {
-                                return Err(StoreError::EventIdReused {
-                                    event_id,
-                                    existing_stream: stream.clone(),
-                                    existing_version: Version::NONE,
-                                }
-                                .into());
-                            }
+                        if let Some(command_id) = options.command_id
+                            && let Some(done) = self.already_applied(&stream, command_id).await?
+                        {
+                            return Ok(done);
                         }
+                        return Err(error.into());
                     }
                     Err(error) => {
                         self.put_back(&stream, loaded);
@@ -586,7 +586,6 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             state.apply(event);
         }
         let after = stored.last().map_or(before, |record| record.stream_version);
-        tracing::Span::current().record("version", after.0).record("events", events.len());
         if let Some(policy) = A::SNAPSHOT
             && before.0 / policy.every != after.0 / policy.every
         {

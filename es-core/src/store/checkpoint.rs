@@ -19,13 +19,12 @@ pub struct StoreOrigin {
 }
 
 impl StoreOrigin {
-    /// The origin of store instance `id` of this kind.
-    ///
-    /// # Panics
-    /// Never; a kind with characters other than ASCII letters, digits, `-` and `_` is kept
-    /// as written but cannot be parsed back from a checkpoint's text form, so store authors
-    /// use plain names.
+    /// The origin of store instance `id` of this kind (`"sqlite"`, `"postgres"`, …). Any
+    /// character other than an ASCII letter, digit, `-` or `_` becomes `_`, so that a
+    /// checkpoint's text form always parses back.
     pub fn new(kind: &str, id: Uuid) -> Self {
+        let kind: String = kind.chars().map(|c| if plain(c) { c } else { '_' }).collect();
+        let kind = if kind.is_empty() { "store".to_owned() } else { kind };
         Self { kind: Arc::from(kind), id }
     }
 
@@ -40,6 +39,11 @@ impl StoreOrigin {
     pub fn id(&self) -> Uuid {
         self.id
     }
+}
+
+/// A character a store kind keeps in a checkpoint's text form.
+fn plain(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
 }
 
 impl fmt::Display for StoreOrigin {
@@ -168,7 +172,6 @@ impl FromStr for Checkpoint {
         let (Some(kind), Some(id), Some(at)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(error());
         };
-        let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
         if kind.is_empty() || !kind.chars().all(plain) {
             return Err(error());
         }
@@ -226,6 +229,14 @@ mod tests {
         let long = "x".repeat(100_000);
         let message = long.parse::<Checkpoint>().unwrap_err().to_string();
         assert!(message.len() < 400, "{}", message.len());
+    }
+
+    #[test]
+    fn any_kind_name_round_trips() {
+        let odd = StoreOrigin::new("my store: v2", Uuid::from_u128(9));
+        assert_eq!(odd.kind(), "my_store__v2");
+        let checkpoint = Checkpoint::new(&odd, [3, 4]);
+        assert_eq!(checkpoint.to_string().parse::<Checkpoint>(), Ok(checkpoint));
     }
 
     #[test]

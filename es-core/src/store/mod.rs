@@ -123,9 +123,6 @@ pub struct AllEventsPage {
 impl AllEventsPage {
     /// For store authors: a page of `events`, each with the checkpoint after it, and where to
     /// resume after the whole page.
-    ///
-    /// # Panics
-    /// Never; a checkpoint list of another length than `events` is cut or padded with `next`.
     #[must_use]
     pub fn new(events: Vec<(StoredEvent, Checkpoint)>, next: Checkpoint) -> Self {
         let (events, after) = events.into_iter().unzip();

@@ -45,7 +45,8 @@ macro_rules! conformance_suite {
             large_payloads, unicode_and_nul, many_streams, find_event, snapshots, repository_new_stream,
             repository_snapshots_and_time_travel, repository_ignores_bad_snapshots,
             repository_refuses_impossible_snapshots, repository_command_ids, repository_command_id_races,
-            repository_cache_catches_up, concurrent_writers_one_aggregate, read_all_while_writing
+            repository_cache_catches_up, concurrent_writers_one_aggregate, read_all_while_writing,
+            read_all_followers_agree
         }
     };
     (@strings; $($name:ident),+ $(,)?) => {
@@ -856,6 +857,60 @@ pub async fn read_all_while_writing<S: EventStore + Clone>(store: S) {
     }
     for (stream, versions) in per_stream {
         assert!(versions.windows(2).all(|w| w[1] == w[0] + 1), "{stream}: versions out of order in store order");
+    }
+}
+
+/// 16 writers on different streams and 2 followers of read-all: each follower sees every
+/// committed event exactly once, and both see the same order.
+pub async fn read_all_followers_agree<S: EventStore + Clone>(store: S) {
+    const WRITERS: u64 = 16;
+    const BATCHES: u64 = 25;
+    let expected: u64 = WRITERS * (0..BATCHES).map(|b| b % 4 + 1).sum::<u64>();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let s = stream(&format!("agree-{w}"));
+                for b in 0..BATCHES {
+                    store.append(&s, ExpectedVersion::Any, events(b % 4 + 1)).await.expect("append failed");
+                }
+            })
+        })
+        .collect();
+    let followers: Vec<_> = (0..2)
+        .map(|f| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut checkpoint = Checkpoint::START;
+                let mut seen: Vec<Uuid> = Vec::new();
+                let mut idle = 0;
+                while (seen.len() as u64) < expected && idle < 20_000 {
+                    let page =
+                        store.read_all(&checkpoint, &ReadAllFilter::all(), 7 + f * 5).await.expect("read_all failed");
+                    if page.events.is_empty() {
+                        idle += 1;
+                        tokio::task::yield_now().await;
+                    }
+                    seen.extend(page.events.iter().map(|event| event.event_id));
+                    checkpoint = page.next;
+                }
+                seen
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("a writer panicked");
+    }
+    let mut orders = Vec::new();
+    for follower in followers {
+        orders.push(follower.await.expect("a follower panicked"));
+    }
+    let truth: Vec<Uuid> = everything(&store).await.iter().map(|event| event.event_id).collect();
+    assert_eq!(truth.len() as u64, expected);
+    for (f, order) in orders.iter().enumerate() {
+        assert_eq!(order.len() as u64, expected, "follower {f} must see every event once");
+        assert_eq!(order.iter().collect::<HashSet<_>>().len() as u64, expected, "follower {f} saw an event twice");
+        assert_eq!(order, &truth, "follower {f} must see the store's one order");
     }
 }
 
