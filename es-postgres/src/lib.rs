@@ -162,7 +162,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 use es_core::store::kit::{self, resolve_retry};
@@ -175,7 +175,7 @@ use es_core::{
 pub use deadpool_postgres;
 pub use tokio_postgres;
 
-use crate::error::{Context, backend, pool_error};
+use crate::error::{Context, backend, pg_error, pool_error};
 use crate::schema::Sql;
 
 /// How an append whose insert collided with a concurrent writer is tried again before giving
@@ -367,6 +367,24 @@ impl PostgresStore {
         self.inner.pool.get().await.map_err(|error| pool_error(context, error))
     }
 
+    /// One statement on a connection of the pool; a connection found lost is dropped from the
+    /// pool rather than handed to the next call.
+    async fn query(
+        &self,
+        context: &'static str,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let client = self.client(context).await?;
+        match client.query_typed(sql, params).await {
+            Ok(rows) => Ok(rows),
+            Err(error) => {
+                error::forget_if_lost(client, &error);
+                Err(pg_error(context, error))
+            }
+        }
+    }
+
     async fn stream_version_on(&self, client: &Object, stream: &StreamId) -> Result<Version, StoreError> {
         let rows = client
             .query_typed(
@@ -554,7 +572,15 @@ impl EventStore for PostgresStore {
                     // group collided): read the stream again.
                     held = Some(client);
                 }
-                commit::Outcome::Failed(error) => return Err(error),
+                commit::Outcome::Failed(error) => {
+                    if error.is_transient()
+                        && let Some(client) = held.take()
+                        && client.is_closed()
+                    {
+                        drop(Object::take(client));
+                    }
+                    return Err(error);
+                }
             }
         }
         Err(backend(
@@ -576,9 +602,9 @@ impl EventStore for PostgresStore {
         // refused by the check instead of being filtered out.
         let lower = if from.0 <= 1 { i64::MIN } else { saturating_i64(from.0) };
         let limit = saturating_i64(limit as u64);
-        let client = self.client("cannot read a stream").await?;
-        let rows = client
-            .query_typed(
+        let rows = self
+            .query(
+                "cannot read a stream",
                 &self.inner.sql.read_stream,
                 &[
                     (&stream.stream_type(), Type::TEXT),
@@ -587,16 +613,22 @@ impl EventStore for PostgresStore {
                     (&limit, Type::INT8),
                 ],
             )
-            .await
-            .context("cannot read a stream")?;
+            .await?;
         let page = rows::events(&rows)?;
         kit::check_stream_page(stream, from, &page)?;
         Ok(page)
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
-        let client = self.client("cannot read a stream's version").await?;
-        self.stream_version_on(&client, stream).await
+        let rows = self
+            .query(
+                "cannot read a stream's version",
+                &self.inner.sql.stream_version,
+                &[(&stream.stream_type(), Type::TEXT), (&stream.id(), Type::TEXT)],
+            )
+            .await?;
+        let row = rows.first().ok_or_else(|| backend(BackendErrorKind::Other, "a stream's version read no row"))?;
+        rows::counter(row, 0, "events.stream_version").map(Version)
     }
 
     /// See the crate docs for why resuming from `next` never skips an event.
@@ -617,9 +649,9 @@ impl EventStore for PostgresStore {
         let limit_value = saturating_i64(limit as u64);
         let stream_types = (!filter.stream_types.is_empty()).then_some(filter.stream_types.as_slice());
         let event_types = (!filter.event_types.is_empty()).then_some(filter.event_types.as_slice());
-        let client = self.client("cannot read all events").await?;
-        let rows = client
-            .query_typed(
+        let rows = self
+            .query(
+                "cannot read all events",
                 &self.inner.sql.read_all,
                 &[
                     (&lower, Type::INT8),
@@ -628,8 +660,7 @@ impl EventStore for PostgresStore {
                     (&event_types, Type::TEXT_ARRAY),
                 ],
             )
-            .await
-            .context("cannot read all events")?;
+            .await?;
         let Some(first) = rows.first() else {
             return Err(impossible_frontier("missing (the `head` row of the store's schema is gone)"));
         };
@@ -657,9 +688,7 @@ impl EventStore for PostgresStore {
     }
 
     async fn head(&self) -> Result<Checkpoint, StoreError> {
-        let client = self.client("cannot read the store's last position").await?;
-        let rows =
-            client.query_typed(&self.inner.sql.head, &[]).await.context("cannot read the store's last position")?;
+        let rows = self.query("cannot read the store's last position", &self.inner.sql.head, &[]).await?;
         let Some(row) = rows.first() else {
             return Err(impossible_frontier("missing (the `head` row of the store's schema is gone)"));
         };
@@ -670,43 +699,37 @@ impl EventStore for PostgresStore {
     }
 
     async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
-        let client = self.client("cannot look up an event id").await?;
-        let rows = client
-            .query_typed(&self.inner.sql.find_event, &[(&event_id, Type::UUID)])
-            .await
-            .context("cannot look up an event id")?;
+        let rows =
+            self.query("cannot look up an event id", &self.inner.sql.find_event, &[(&event_id, Type::UUID)]).await?;
         rows.first().map(|row| rows::event(row, 0)).transpose()
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
         let version = to_sql_integer(snapshot.version.0, "snapshot version")?;
         let snapshot_version = i64::from(snapshot.snapshot_version);
-        let client = self.client("cannot save a snapshot").await?;
-        client
-            .query_typed(
-                &self.inner.sql.save_snapshot,
-                &[
-                    (&snapshot.stream.stream_type(), Type::TEXT),
-                    (&snapshot.stream.id(), Type::TEXT),
-                    (&version, Type::INT8),
-                    (&snapshot_version, Type::INT8),
-                    (&snapshot.state, Type::TEXT),
-                ],
-            )
-            .await
-            .context("cannot save a snapshot")?;
+        self.query(
+            "cannot save a snapshot",
+            &self.inner.sql.save_snapshot,
+            &[
+                (&snapshot.stream.stream_type(), Type::TEXT),
+                (&snapshot.stream.id(), Type::TEXT),
+                (&version, Type::INT8),
+                (&snapshot_version, Type::INT8),
+                (&snapshot.state, Type::TEXT),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        let client = self.client("cannot load a snapshot").await?;
-        let rows = client
-            .query_typed(
+        let rows = self
+            .query(
+                "cannot load a snapshot",
                 &self.inner.sql.load_snapshot,
                 &[(&stream.stream_type(), Type::TEXT), (&stream.id(), Type::TEXT)],
             )
-            .await
-            .context("cannot load a snapshot")?;
+            .await?;
         rows.first().map(|row| rows::snapshot(stream, row)).transpose()
     }
 }

@@ -507,3 +507,45 @@ fn connecting_outside_tokio_is_an_error() {
         std::task::Poll::Pending => panic!("the check must come before any wait"),
     }
 }
+
+/// The store's own connection killed while its append statement runs (held at the frontier
+/// behind a hand-made transaction): a transient error, nothing of the batch stored, and the
+/// pool replaces the connection for the next append.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_whose_connection_is_killed_leaves_nothing() {
+    let store = common::store("killed_append").await;
+    let mut raw = common::raw_client().await;
+    let schema = format!("\"{}\"", store.schema());
+    let blocker = raw.transaction().await.expect("begin");
+    blocker.batch_execute(&format!("SELECT last_position FROM {schema}.head FOR UPDATE")).await.expect("lock");
+    let append = {
+        let store = store.clone();
+        tokio::spawn(async move { store.append(&stream("doomed"), ExpectedVersion::NoStream, events(5)).await })
+    };
+    // Find the append's server process: it waits for the frontier's row lock.
+    let admin = common::raw_client().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid: i32 = loop {
+        let rows = admin
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%WITH frontier AS%' \
+                 AND query LIKE $1",
+                &[&format!("%{}%", store.schema())],
+            )
+            .await
+            .expect("pg_stat_activity");
+        if let Some(row) = rows.first() {
+            break row.get(0);
+        }
+        assert!(Instant::now() < deadline, "the append never reached the frontier");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    admin.execute("SELECT pg_terminate_backend($1)", &[&pid]).await.expect("terminate");
+    let error = append.await.expect("the append panicked").expect_err("its connection was killed");
+    assert!(error.is_transient(), "{error:?}");
+    blocker.commit().await.expect("commit");
+    assert!(everything(&store).await.is_empty(), "nothing of the batch is stored");
+    let appended = store.append(&stream("doomed"), ExpectedVersion::NoStream, events(5)).await.expect("append again");
+    assert_eq!(appended.events[0].position.0, 1);
+    common::drop_schema(&store).await;
+}
