@@ -16,6 +16,11 @@
 #
 # Usage: benches/compile_cost.sh [RUNS]      (RUNS defaults to 7; honours CARGO_TARGET_DIR)
 #        ES_PATH=/other/checkout benches/compile_cost.sh   measures another checkout of es
+#        IR=1 benches/compile_cost.sh   also counts the instructions rustc executes on each crate
+#                                       (one run under valgrind's callgrind, ~1 min each): unlike
+#                                       seconds, the count does not depend on what else the
+#                                       machine is doing, so it compares two checkouts on a busy
+#                                       machine
 set -euo pipefail
 
 root=${ES_PATH:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -119,6 +124,9 @@ cat >"$dir/time-rustc.sh" <<'WRAPPER'
 #!/usr/bin/env bash
 case " $* " in
 *" --crate-name with_es "* | *" --crate-name by_hand "*)
+    if [[ -n ${RUSTC_IR_LOG:-} ]]; then
+        exec valgrind --tool=callgrind --callgrind-out-file=/dev/null --log-file="$RUSTC_IR_LOG" "$@"
+    fi
     start=$(date +%s.%N)
     "$@"
     status=$?
@@ -185,3 +193,17 @@ awk -v e="$(median "${es_rustc[@]}")" -v h="$(median "${hand_rustc[@]}")" 'BEGIN
     printf "  rustc, with es / by hand: %.2f (%+.3f s)\n", e / h, e - h
 }'
 echo "  every run, rustc seconds: with es [${es_rustc[*]}], by hand [${hand_rustc[*]}]"
+
+if [[ -n ${IR:-} ]]; then
+    command -v valgrind >/dev/null || { echo "IR=1 needs valgrind" >&2; exit 1; }
+    declare -A ir
+    for crate in with_es by_hand; do
+        touch "$dir/$crate/src/lib.rs"
+        RUSTC_IR_LOG="$dir/ir-$crate.log" cargo check -q -p "$crate" >/dev/null 2>&1
+        ir[$crate]=$(sed -n 's/.*I *refs: *//p' "$dir/ir-$crate.log" | tr -d ,)
+    done
+    awk -v e="${ir[with_es]}" -v h="${ir[by_hand]}" 'BEGIN {
+        printf "  instructions rustc executes on the crate: with es %.3f G, by hand %.3f G (%+.3f G, %.2fx)\n",
+            e / 1e9, h / 1e9, (e - h) / 1e9, e / h
+    }'
+fi

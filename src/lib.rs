@@ -100,39 +100,26 @@
 //! # }
 //! ```
 //!
-//! ## `#[event(...)]`
+//! ## The macros
 //!
-//! Put it above the struct's derives. It adds `Serialize`, `Deserialize`, `Debug`, `Clone` and
-//! `PartialEq` (skipping any already derived below it) and implements [`Event`].
+//! - [`#[event(version = N, ...)]`](macro@event) makes a struct an event: its stored name, its
+//!   version, how older versions are read (`upcast_from`, `upcast_json`) and its schema.
+//! - [`#[derive(Aggregate)]`](derive@Aggregate) with `#[aggregate(id = ..., events(...), ...)]`
+//!   implements [`Aggregate`](trait@Aggregate): the event enum, the apply dispatch, snapshots
+//!   and the given/when/then entry points.
+//! - [`#[es::apply]`](macro@apply) on an `impl` block turns each handler method into an
+//!   `impl Apply<E>`.
 //!
-//! | key | meaning |
-//! | --- | --- |
-//! | `version = N` | required; the schema version this struct describes, from 1 |
-//! | `name = "..."` | the stored type name; the struct's name by default. Older versions of an event carry the name of the current one |
-//! | `aliases = ["Old", ...]` | former type names still read as this event |
-//! | `upcast_from = Older` | records of older versions are read as `Older` (whose `version` must be N-1) and converted with `From` |
-//! | `upcast_json(v1 = f, v2 = g, ...)` | for when the old struct is gone: `f` turns version 1's JSON into version 2's, and so on up to N |
-//! | `crate = path` | where the `es` crate is, if renamed |
-//!
-//! ## `#[derive(Aggregate)]` with `#[aggregate(...)]`
-//!
-//! | key | meaning |
-//! | --- | --- |
-//! | `id = Type` | required; the id of one aggregate (its `Display` is the stream id) |
-//! | `events(A, B, ...)` | required; the events it applies, each with an `impl Apply<E>` |
-//! | `error = Type` | the error its commands return; `Infallible` by default |
-//! | `snapshot(every = N, version = V)` | snapshot the state every N events; the state then derives serde |
-//! | `event_enum = Name` | the generated enum's name; `<Aggregate>Event` by default |
-//! | `name = "..."` | the stream type; the struct's name by default |
-//! | `crate = path` | where the `es` crate is, if renamed |
+//! Each one's page lists every key, what it generates and an example.
 
 pub use es_core::{
-    Aggregate, AppendOutcome, Appended, Apply, Checkpoint, CommandOptions, DecodeError, DecodeErrorKind, Envelope,
-    Event, EventSet, EventStore, Executed, ExpectedVersion, InMemoryStore, IntoEvents, Loaded, Metadata, NewEvent,
-    Position, RawEvent, ReadAllFilter, Repository, RepositoryError, RetryPolicy, Snapshot, SnapshotPolicy, StoreError,
-    StoredEvent, StreamId, UpcastError, Version, decode_raw, decode_record, record, repository, schema, store, timer,
+    Aggregate, AppendOutcome, Appended, Apply, Checkpoint, CommandOptions, CommandResult, DecodeError, DecodeErrorKind,
+    Envelope, Event, EventSet, EventStore, Executed, ExpectedVersion, InMemoryStore, IntoEvents, Loaded, Metadata,
+    NewEvent, Position, RawEvent, ReadAllFilter, Repository, RepositoryError, RetryPolicy, Snapshot, SnapshotPolicy,
+    StoreError, StoredEvent, StreamId, UpcastError, Version, decode_raw, decode_record, record, repository, schema,
+    store, timer,
 };
-pub use es_derive::{Aggregate, event};
+pub use es_derive::{Aggregate, apply, event};
 #[cfg(feature = "postgres")]
 pub use es_postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "sqlite")]

@@ -363,6 +363,32 @@ fn and_state_is_shows_both_states() {
 }
 
 #[test]
+fn and_state_is_names_the_fields_that_differ() {
+    let message = failure(|| {
+        let _ = Wallet::given(Deposited { amount: 10 })
+            .when(|w| w.pay(4, "bob"))
+            .then(paid(4, "bob"))
+            .and_state_is(Wallet { balance: 5, frozen: true });
+    });
+    assert_contains(&message, &["\nDifferences:\n  balance: expected 5, got 6\n  frozen: expected true, got false\n"]);
+}
+
+#[tokio::test]
+async fn when_async_runs_a_command_that_awaits() {
+    async fn fee() -> u64 {
+        1
+    }
+    Wallet::given(Deposited { amount: 10 })
+        .when_async(|wallet| async move {
+            let fee = fee().await;
+            wallet.pay(4 + fee, "bob")
+        })
+        .await
+        .then(paid(5, "bob"))
+        .and_state_is(Wallet { balance: 5, frozen: false });
+}
+
+#[test]
 fn and_state_runs_the_checks() {
     let message = failure(|| {
         let _ = Wallet::given(Deposited { amount: 10 })

@@ -216,3 +216,49 @@ fn unit_and_tuple_events_work() {
     assert_ne!(ClockChange::from(Ticked), ClockChange::Set(Set(1)));
     Stopwatch::given([Ticked, Ticked]).when(|_| Ok(Ticked)).then(StopwatchEvent::Ticked(Ticked));
 }
+
+/// Events of another module, one of them named with `as` in `events(...)`.
+pub mod shelf {
+    use es::prelude::*;
+
+    /// A book was shelved, stored under serde's renamed keys.
+    #[event(version = 1)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct Shelved {
+        /// The book's title.
+        #[serde(rename = "name", alias = "title")]
+        pub book_title: String,
+        /// A note, left out when empty.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        pub shelf_note: String,
+        /// Where it stands.
+        pub position: Option<u32>,
+    }
+}
+
+/// A bookcase: its handlers in one `#[es::apply]` block.
+#[derive(Aggregate, Default, Debug, Clone, PartialEq, Eq)]
+#[aggregate(id = u64, events(shelf::Shelved as BookShelved, Ticked))]
+pub struct Bookcase {
+    /// Books on it.
+    pub books: u32,
+}
+
+#[es::apply]
+impl Bookcase {
+    /// One more book.
+    fn shelved(&mut self, _: &shelf::Shelved) {
+        self.books += 1;
+    }
+
+    #[allow(clippy::unused_self, reason = "a tick changes nothing")]
+    fn ticked(&mut self, _: &Ticked) {}
+}
+
+#[test]
+fn the_apply_block_and_renamed_variants_work() {
+    let shelved = shelf::Shelved { book_title: "Emma".to_owned(), shelf_note: String::new(), position: None };
+    Bookcase::given(shelved.clone()).when(|_| Ok(Ticked)).then(Ticked).and_state_is(Bookcase { books: 1 });
+    assert_eq!(BookcaseEvent::from(shelved.clone()), BookcaseEvent::BookShelved(shelved));
+    assert_eq!(shelf::Shelved::schema().fields[0].json_name, "name");
+}

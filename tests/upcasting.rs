@@ -2,7 +2,7 @@
 //! and the schema that `#[event]` and `#[derive(Aggregate)]` record about all of them.
 
 use es::prelude::*;
-use es::schema::{EventSchema, FieldSchema, Upcast};
+use es::schema::{ContainerSchema, EventSchema, FieldSchema, Read, Upcast};
 use es::testing::*;
 use es::{DecodeErrorKind, UpcastError};
 use serde_json::{Value, json};
@@ -411,7 +411,7 @@ fn every_stored_version_of_every_event_decodes() {
 // --- schema -------------------------------------------------------------------------------
 
 const fn field(name: &'static str, ty: &'static str, doc: &'static str) -> FieldSchema {
-    FieldSchema { name, ty, doc }
+    FieldSchema::plain(name, ty, doc)
 }
 
 const GRAMS_U32: FieldSchema = field("grams", "u32", "The weight in grams.");
@@ -425,6 +425,7 @@ fn the_schema_of_a_typed_chain_describes_every_version() {
         aliases: &[],
         rust_type: "ParcelShippedV1",
         doc: "The first shape of a shipment: only its weight.",
+        container: ContainerSchema::PLAIN,
         fields: &[GRAMS_U32],
         upcast: Upcast::None,
     };
@@ -435,6 +436,7 @@ fn the_schema_of_a_typed_chain_describes_every_version() {
         aliases: &[],
         rust_type: "ParcelShippedV2",
         doc: "The second shape: the carrier was added.",
+        container: ContainerSchema::PLAIN,
         fields: &[GRAMS_U32, CARRIER],
         upcast: Upcast::Typed { from: Box::new(v1) },
     };
@@ -447,7 +449,10 @@ fn the_schema_of_a_typed_chain_describes_every_version() {
         [
             field("grams", "u64", "The weight in grams."),
             CARRIER,
-            field("tracking", "Option<String>", "The carrier's tracking number, when it gave one."),
+            FieldSchema {
+                read: Read::Optional,
+                ..field("tracking", "Option<String>", "The carrier's tracking number, when it gave one.")
+            },
         ]
     );
     assert_eq!(v3.upcast, Upcast::Typed { from: Box::new(v2) });
@@ -521,5 +526,18 @@ fn the_schema_serializes_the_upcast_chain() {
     assert_eq!(json["upcast"]["kind"], "typed");
     assert_eq!(json["upcast"]["from"]["version"], 2);
     assert_eq!(json["upcast"]["from"]["upcast"], json!({ "kind": "json", "oldest": 1 }));
-    assert_eq!(json["fields"][1], json!({ "name": "printer", "ty": "String", "doc": "The printer's name." }));
+    assert_eq!(
+        json["fields"][1],
+        json!({
+            "name": "printer",
+            "json_name": "printer",
+            "aliases": [],
+            "ty": "String",
+            "doc": "The printer's name.",
+            "written": { "kind": "always" },
+            "read": "required",
+            "flatten": false,
+            "undescribed": [],
+        })
+    );
 }

@@ -9,10 +9,9 @@ pub use std;
 pub use crate::aggregate::{Aggregate, SnapshotPolicy};
 pub use crate::decode::{DecodeErrorKind, UpcastError};
 pub use crate::event::{Apply, Event, EventSet, IntoEvents};
-pub use crate::schema::{AggregateSchema, EventSchema, FieldSchema, Upcast};
+pub use crate::schema::{AggregateSchema, ContainerSchema, EventSchema, FieldSchema, Read, Shape, Upcast, Written};
 
-/// The signature of a JSON upcaster: version N's payload in, version N+1's out.
-pub type JsonUpcaster = fn(serde_json::Value) -> Result<serde_json::Value, UpcastError>;
+pub use crate::schema::JsonUpcaster;
 
 /// Reads a payload of exactly the struct's own version.
 #[inline]
@@ -198,35 +197,148 @@ pub const fn contains(names: &[&str], name: &str) -> bool {
     false
 }
 
-/// Whether event `index` shares a stored name with any event before it in `events`.
-#[must_use]
-pub const fn overlaps_earlier(index: usize, events: &[(&str, &[&str])]) -> bool {
+/// One event of an aggregate's `events(...)`, for the stored-name check: the path as written,
+/// its stored name, its aliases and its version.
+pub type ListedName = (&'static str, &'static str, &'static [&'static str], u32);
+
+/// A message built in a constant, for `panic!("{}", message.as_str())` in generated checks.
+pub struct ConstMessage {
+    buf: [u8; 1024],
+    len: usize,
+}
+
+impl ConstMessage {
+    const fn new() -> Self {
+        Self { buf: [0; 1024], len: 0 }
+    }
+
+    const fn push(mut self, text: &str) -> Self {
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        // A message cut short at the buffer's end is cut at a character boundary below.
+        while i < bytes.len() && self.len < self.buf.len() {
+            self.buf[self.len] = bytes[i];
+            self.len += 1;
+            i += 1;
+        }
+        self
+    }
+
+    const fn push_u32(self, mut n: u32) -> Self {
+        let mut digits = [0u8; 10];
+        let mut count = 0;
+        loop {
+            digits[9 - count] = b'0' + (n % 10) as u8;
+            count += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let (_, used) = digits.split_at(10 - count);
+        match core::str::from_utf8(used) {
+            Ok(text) => self.push(text),
+            Err(_) => self,
+        }
+    }
+
+    /// The message so far.
+    #[must_use]
+    pub const fn as_str(&self) -> &str {
+        let mut len = self.len;
+        loop {
+            let (head, _) = self.buf.split_at(len);
+            match core::str::from_utf8(head) {
+                Ok(text) => return text,
+                Err(error) => len = error.valid_up_to(),
+            }
+        }
+    }
+}
+
+/// The stored name that event `index` shares with an earlier one, if any, and that event.
+const fn shared_name(index: usize, events: &[ListedName]) -> Option<(usize, &'static str)> {
+    let (_, name, aliases, _) = events[index];
     let mut earlier = 0;
     while earlier < index {
-        if names_overlap(events[earlier], events[index]) {
-            return true;
+        let (_, other, other_aliases, _) = events[earlier];
+        if str_eq(name, other) || contains(other_aliases, name) {
+            return Some((earlier, name));
+        }
+        if contains(aliases, other) {
+            return Some((earlier, other));
+        }
+        let mut i = 0;
+        while i < aliases.len() {
+            if contains(other_aliases, aliases[i]) {
+                return Some((earlier, aliases[i]));
+            }
+            i += 1;
         }
         earlier += 1;
     }
-    false
+    None
 }
 
-/// Whether two events share a stored name: the type name or an alias of one is the type name
-/// or an alias of the other (each event given as its name and its aliases).
+/// Whether event `index` of `events` shares a stored name with an event listed before it: the
+/// message that names both events and the name, or `None`.
 #[must_use]
-pub const fn names_overlap(a: (&str, &[&str]), b: (&str, &[&str])) -> bool {
-    let ((a_name, a_aliases), (b_name, b_aliases)) = (a, b);
-    if str_eq(a_name, b_name) || contains(b_aliases, a_name) || contains(a_aliases, b_name) {
-        return true;
+pub const fn stored_name_clash(aggregate: &str, index: usize, events: &[ListedName]) -> Option<ConstMessage> {
+    let Some((earlier, name)) = shared_name(index, events) else { return None };
+    let (later_path, later_name, _, later_version) = events[index];
+    let (earlier_path, earlier_name, _, earlier_version) = events[earlier];
+    let message = ConstMessage::new();
+    if str_eq(later_name, earlier_name) && later_version != earlier_version {
+        let (old, old_version, new, new_version) = if later_version < earlier_version {
+            (later_path, later_version, earlier_path, earlier_version)
+        } else {
+            (earlier_path, earlier_version, later_path, later_version)
+        };
+        return Some(
+            message
+                .push("`")
+                .push(old)
+                .push("` (version ")
+                .push_u32(old_version)
+                .push(") and `")
+                .push(new)
+                .push("` (version ")
+                .push_u32(new_version)
+                .push(") are two versions of the event stored as \"")
+                .push(name)
+                .push("\": list only the newest, `")
+                .push(new)
+                .push("`, in `")
+                .push(aggregate)
+                .push("`'s `events(...)`; it reads the older versions through `upcast_from`"),
+        );
     }
-    let mut i = 0;
-    while i < a_aliases.len() {
-        if contains(b_aliases, a_aliases[i]) {
-            return true;
-        }
-        i += 1;
-    }
-    false
+    Some(
+        message
+            .push("`")
+            .push(later_path)
+            .push("` and `")
+            .push(earlier_path)
+            .push("` in `")
+            .push(aggregate)
+            .push("` are both stored under the type name \"")
+            .push(name)
+            .push("\", so stored records could not tell them apart: give one of them its own `#[event(name = \"…\")]`"),
+    )
+}
+
+/// `upcast_from = Older` on an event of version N: `Older` must be version N-1 of an event.
+/// `#[event]` implements it for each event at its own version; generated code reads the older
+/// struct as `<Older as Versioned<{N-1}>>::Event`, so a wrong version is one error that says
+/// so, before any missing `From`.
+#[diagnostic::on_unimplemented(
+    message = "`upcast_from = {Self}` needs version {N} of this event, and `{Self}` is not",
+    label = "not version {N} of an event",
+    note = "upcasting goes one version at a time: name the struct of version {N} here, or give `{Self}` `#[event(name = \"…\", version = {N})]`"
+)]
+pub trait Versioned<const N: u32> {
+    /// The event itself.
+    type Event: Event;
 }
 
 /// The state of an aggregate declared with `snapshot(...)`, which must be serializable.
@@ -237,7 +349,7 @@ pub const fn names_overlap(a: (&str, &[&str]), b: (&str, &[&str])) -> bool {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` declares `snapshot(...)` but its state cannot be stored",
     label = "the state must implement `Serialize` and `Deserialize`",
-    note = "add `#[derive(Serialize, Deserialize)]` to `{Self}` (serde), or remove `snapshot(...)`"
+    note = "add `#[derive(Serialize, Deserialize)]` and `#[serde(crate = \"es::__private::serde\")]` below `#[derive(Aggregate)]` on `{Self}` (both work with `use es::prelude::*;` and no serde dependency), or remove `snapshot(...)`"
 )]
 pub trait SnapshotState: Sized {
     /// Serializes a snapshot of the state.

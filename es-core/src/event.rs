@@ -45,7 +45,8 @@ pub trait Event: Serialize + DeserializeOwned + Debug + Clone + PartialEq + Send
 #[diagnostic::on_unimplemented(
     message = "`{Self}` lists `{E}` in `events(...)` but does not apply it",
     label = "no `impl Apply<{E}> for {Self}`",
-    note = "write `impl Apply<{E}> for {Self} {{ fn apply(&mut self, event: &{E}) {{ /* change the state */ }} }}`"
+    note = "write `impl Apply<{E}> for {Self} {{ fn apply(&mut self, event: &{E}) {{ /* change the state */ }} }}`, or one method `fn name(&mut self, event: &{E})` in an `#[es::apply] impl {Self}` block",
+    note = "an older version of an event is not listed: `events(...)` names the newest, which reads the older ones"
 )]
 pub trait Apply<E> {
     /// Changes the state to reflect that `event` happened. Never fails: the decision was made
@@ -97,10 +98,12 @@ pub trait IntoEvents<E> {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<E> IntoEvents<E> for () {
     fn extend_into(self, _out: &mut Vec<E>) {}
 }
 
+#[diagnostic::do_not_recommend]
 impl<E, T: IntoEvents<E>> IntoEvents<E> for Option<T> {
     fn extend_into(self, out: &mut Vec<E>) {
         if let Some(events) = self {
@@ -109,6 +112,7 @@ impl<E, T: IntoEvents<E>> IntoEvents<E> for Option<T> {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<E, T: IntoEvents<E>> IntoEvents<E> for Vec<T> {
     fn extend_into(self, out: &mut Vec<E>) {
         out.reserve(self.len());
@@ -118,6 +122,7 @@ impl<E, T: IntoEvents<E>> IntoEvents<E> for Vec<T> {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<E, T: IntoEvents<E>, const N: usize> IntoEvents<E> for [T; N] {
     fn extend_into(self, out: &mut Vec<E>) {
         out.reserve(N);
@@ -127,8 +132,11 @@ impl<E, T: IntoEvents<E>, const N: usize> IntoEvents<E> for [T; N] {
     }
 }
 
+// `do_not_recommend` on the generic impls: a command that returns a non-event is told what a
+// command may return (the note above), not shown a list of tuple impls "and 10 others".
 macro_rules! tuple_into_events {
     ($($name:ident)+) => {
+        #[diagnostic::do_not_recommend]
         impl<E, $($name: IntoEvents<E>),+> IntoEvents<E> for ($($name,)+) {
             #[allow(non_snake_case)]
             fn extend_into(self, out: &mut Vec<E>) {
@@ -151,3 +159,28 @@ tuple_into_events!(A B C D F G H I J);
 tuple_into_events!(A B C D F G H I J K);
 tuple_into_events!(A B C D F G H I J K L);
 tuple_into_events!(A B C D F G H I J K L M);
+
+/// What a command returns (to `Repository::execute`, or to `Given::when` in tests): `Result<X, E>`, where `X` is one event, an
+/// `Option`, a `Vec`, an array or a tuple of events ([`IntoEvents`]) and `E` is the aggregate's
+/// error, declared with `error = E` in `#[aggregate(...)]` (`Infallible` without it).
+///
+/// A command whose error is another type is one error that names the aggregate's declared
+/// error and points at `#[aggregate(...)]`, where `error = ...` goes.
+pub trait CommandResult<A: crate::Aggregate> {
+    /// The events of a success.
+    type Events: IntoEvents<A::Event>;
+
+    /// The result, for the harness.
+    ///
+    /// # Errors
+    /// The command's refusal.
+    fn into_result(self) -> Result<Self::Events, A::Error>;
+}
+
+impl<A: crate::Aggregate, R: IntoEvents<A::Event>> CommandResult<A> for Result<R, A::Error> {
+    type Events = R;
+
+    fn into_result(self) -> Self {
+        self
+    }
+}

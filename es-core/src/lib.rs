@@ -31,7 +31,7 @@ pub mod __private;
 
 pub use aggregate::{Aggregate, SnapshotPolicy};
 pub use decode::{DecodeError, DecodeErrorKind, UpcastError, decode_raw, decode_record};
-pub use event::{Apply, Event, EventSet, IntoEvents};
+pub use event::{Apply, CommandResult, Event, EventSet, IntoEvents};
 pub use memory::InMemoryStore;
 pub use record::{Envelope, Metadata, NewEvent, Position, RawEvent, StoredEvent, StreamId, Version};
 pub use repository::{CommandOptions, Executed, Loaded, Repository, RepositoryError, RetryPolicy};

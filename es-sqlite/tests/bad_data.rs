@@ -3,9 +3,10 @@
 
 use std::path::Path;
 
+use es_core::store::{CorruptProblem, Corruption};
 use es_core::{
-    Apply, Checkpoint, DecodeErrorKind, EventStore, ExpectedVersion, Metadata, NewEvent, ReadAllFilter, StoreError,
-    StreamId, Version, decode_record,
+    Apply, Checkpoint, DecodeErrorKind, EventStore, ExpectedVersion, NewEvent, Position, RawEvent, ReadAllFilter,
+    StoreError, StreamId, Version, decode_record,
 };
 use es_derive::{Aggregate, event};
 use es_sqlite::SqliteStore;
@@ -81,23 +82,31 @@ async fn payloads_that_do_not_fit_are_typed_decode_errors() {
 
     let records = store.read_stream(&account(), Version(1), 10).await.unwrap();
     assert_eq!(records.len(), 5);
-    let ok = decode_record::<Account>(&records[0]).unwrap();
+    let ok = decode_record::<Account>(records[0].clone()).unwrap();
     assert_eq!(ok.event, AccountEvent::Opened(Opened { owner: "ann".into() }));
 
-    let errors: Vec<_> = records[1..].iter().map(|r| decode_record::<Account>(r).unwrap_err()).collect();
+    let errors: Vec<_> = records[1..].iter().map(|r| decode_record::<Account>(r.clone()).unwrap_err()).collect();
     assert!(matches!(errors[0].kind, DecodeErrorKind::Payload { version: 1, .. }), "{}", errors[0]);
     assert!(matches!(errors[1].kind, DecodeErrorKind::Payload { .. }), "{}", errors[1]);
     assert!(matches!(errors[2].kind, DecodeErrorKind::UnknownType { .. }), "{}", errors[2]);
     assert!(matches!(errors[3].kind, DecodeErrorKind::FutureVersion { found: 7, newest: 1 }), "{}", errors[3]);
     for (error, version) in errors.iter().zip(2..) {
-        assert_eq!((error.stream_type.as_str(), error.stream_id.as_str()), ("Account", "1"));
+        assert_eq!(error.stream, account());
         assert_eq!(error.stream_version, Version(version));
         let message = error.to_string();
         assert!(message.contains("Account/1") && message.contains(&error.event_type), "{message}");
     }
 }
 
-/// Every way a row can be unreadable by the store, each a `Corrupt` error naming the table,
+/// The corruption behind `result`, or a panic that says what came instead.
+fn corruption<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) -> Corruption {
+    match result {
+        Err(StoreError::Corrupt(corruption)) => *corruption,
+        other => panic!("{what}: expected a corrupt-history error, got {other:?}"),
+    }
+}
+
+/// Every way a row can be unreadable by the store, each a `Corrupt` error naming the column,
 /// the position and the stream, through every read that meets the row.
 #[tokio::test]
 async fn unreadable_rows_are_corrupt_errors() {
@@ -107,44 +116,60 @@ async fn unreadable_rows_are_corrupt_errors() {
         id: Vec<u8>,
         schema_version: i64,
         metadata: &'static str,
+        /// The column named, or `None` for a version gap.
+        field: Option<&'static str>,
     }
-    let case = |what, version, id, schema_version, metadata| Case { what, version, id, schema_version, metadata };
+    let case = |what, version, id, schema_version, metadata, field| Case {
+        what,
+        version,
+        id,
+        schema_version,
+        metadata,
+        field,
+    };
     let cases = [
-        case("metadata that is not JSON", 1, good_id(), 1, "not json"),
-        case("metadata of the wrong shape", 1, good_id(), 1, r#"{"correlation_id":"not a uuid"}"#),
-        case("an event id of 3 bytes", 1, vec![1, 2, 3], 1, "{}"),
-        case("a negative version", -3, good_id(), 1, "{}"),
-        case("a schema version beyond u32", 1, good_id(), 5_000_000_000, "{}"),
-        case("a negative schema version", 1, good_id(), -1, "{}"),
+        case("metadata that is not JSON", 1, good_id(), 1, "not json", Some("events.metadata")),
+        case(
+            "metadata of the wrong shape",
+            1,
+            good_id(),
+            1,
+            r#"{"correlation_id":"not a uuid"}"#,
+            Some("events.metadata"),
+        ),
+        case("an event id of 3 bytes", 1, vec![1, 2, 3], 1, "{}", Some("events.event_id")),
+        case("a negative version", -3, good_id(), 1, "{}", None),
+        case("a schema version beyond u32", 1, good_id(), 5_000_000_000, "{}", Some("events.schema_version")),
+        case("a negative schema version", 1, good_id(), -1, "{}", Some("events.schema_version")),
     ];
-    for Case { what, version, id, schema_version, metadata } in cases {
+    for Case { what, version, id, schema_version, metadata, field } in cases {
         let (_dir, store, connection) = store_and_connection();
         insert(&connection, version, &id, "Opened", schema_version, "{}", metadata);
-        let check = |result: Result<(), StoreError>, read: &str| match result {
-            Err(StoreError::Corrupt { location, reason }) => {
-                assert!(location.contains("`events`"), "{what}, {read}: {location}");
-                assert!(location.contains("position 1"), "{what}, {read}: {location}");
-                assert!(location.contains("Account/1"), "{what}, {read}: {location}");
-                assert!(!reason.is_empty());
+        let check = |result: Result<(), StoreError>, read: &str| {
+            let found = corruption(result, &format!("{what}, {read}"));
+            assert_eq!(found.stream, Some(account()), "{what}, {read}");
+            assert_eq!(found.position, Some(Position(1)), "{what}, {read}");
+            match (&found.problem, field) {
+                (CorruptProblem::Unreadable { field: named, reason }, Some(field)) => {
+                    assert_eq!(named, field, "{what}, {read}");
+                    assert!(!reason.is_empty());
+                }
+                (CorruptProblem::VersionGap { expected, found: stored }, None) => {
+                    assert_eq!((*expected, stored.as_str()), (Version(1), version.to_string().as_str()));
+                    assert_eq!(found.version, Some(Version(1)), "{what}, {read}");
+                }
+                (problem, _) => panic!("{what}, {read}: {problem:?}"),
             }
-            other => panic!("{what}, {read}: expected a corrupt-record error, got {other:?}"),
         };
-        if version > 0 {
-            // (A stream read asks for versions from 1 on, so it never meets a row below.)
-            check(store.read_stream(&account(), Version(0), 10).await.map(drop), "read_stream");
-        }
-        check(store.read_all(Checkpoint::START, &ReadAllFilter::all(), 10).await.map(drop), "read_all");
+        // A stream read from the start has no lower bound on the version, so it meets a row
+        // below 1 too.
+        check(store.read_stream(&account(), Version(0), 10).await.map(drop), "read_stream");
+        check(store.read_all(&Checkpoint::START, &ReadAllFilter::all(), 10).await.map(drop), "read_all");
         if id.len() == 16 {
             let id = Uuid::from_slice(&id).unwrap();
             check(store.find_event(id).await.map(drop), "find_event");
             // A retry of that id meets the row while looking it up.
-            let retry = NewEvent {
-                event_id: id,
-                event_type: "Opened".into(),
-                schema_version: 1,
-                payload: "{}".into(),
-                metadata: Metadata::new(),
-            };
+            let retry = NewEvent::new(RawEvent::new("Opened", 1, "{}")).with_id(id);
             check(store.append(&account(), ExpectedVersion::Any, vec![retry]).await.map(drop), "append");
         }
     }
@@ -154,19 +179,22 @@ async fn unreadable_rows_are_corrupt_errors() {
 async fn a_negative_stream_version_and_a_corrupt_snapshot_are_corrupt_errors() {
     let (_dir, store, connection) = store_and_connection();
     insert(&connection, -3, &good_id(), "Opened", 1, "{}", "{}");
-    let error = store.stream_version(&account()).await.unwrap_err();
-    assert!(matches!(&error, StoreError::Corrupt { location, .. } if location.contains("Account/1")), "{error}");
-    let append = store.append(&account(), ExpectedVersion::Any, Vec::new()).await.unwrap_err();
-    assert!(matches!(append, StoreError::Corrupt { .. }), "{append}");
+    let found = corruption(store.stream_version(&account()).await, "stream_version");
+    assert_eq!(found.stream, Some(account()));
+    let append = corruption(store.append(&account(), ExpectedVersion::Any, Vec::new()).await, "append");
+    assert_eq!(append.stream, Some(account()));
 
     connection
         .execute("INSERT INTO snapshots VALUES ('Account', '1', -1, 1, '{}'), ('Account', '2', 1, -1, '{}')", [])
         .unwrap();
-    for id in ["1", "2"] {
-        let error = store.load_snapshot(&StreamId::new("Account", id)).await.unwrap_err();
+    for (id, column) in [("1", "snapshots.version"), ("2", "snapshots.snapshot_version")] {
+        let stream = StreamId::new("Account", id);
+        let found = corruption(store.load_snapshot(&stream).await, "load_snapshot");
+        assert_eq!(found.stream, Some(stream));
         assert!(
-            matches!(&error, StoreError::Corrupt { location, .. } if location.contains("`snapshots`") && location.contains(&format!("Account/{id}"))),
-            "{error}"
+            matches!(&found.problem, CorruptProblem::Unreadable { field, .. } if field == column),
+            "{:?}",
+            found.problem
         );
     }
 }
@@ -214,7 +242,7 @@ fn a_schema_newer_than_the_code_is_refused() {
 
     Connection::open(&path).unwrap().pragma_update(None, "user_version", -1).unwrap();
     let error = expect_open_error(&path);
-    assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
+    assert!(matches!(error, StoreError::Corrupt(_)), "{error:?}");
 }
 
 fn user_version(path: &Path) -> i64 {
@@ -231,12 +259,12 @@ fn tables(path: &Path) -> Vec<String> {
 
 #[tokio::test]
 async fn opening_creates_the_current_schema_once() {
-    assert_eq!(SqliteStore::SCHEMA_VERSION, 1);
+    assert_eq!(SqliteStore::SCHEMA_VERSION, 2);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.db");
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(user_version(&path), 1);
-    assert_eq!(tables(&path), ["events", "projection_checkpoints", "snapshots"]);
+    assert_eq!(user_version(&path), 2);
+    assert_eq!(tables(&path), ["events", "snapshots", "store_meta"]);
     let journal: String =
         Connection::open(&path).unwrap().pragma_query_value(None, "journal_mode", |row| row.get(0)).unwrap();
     assert_eq!(journal, "wal");
@@ -245,23 +273,18 @@ async fn opening_creates_the_current_schema_once() {
         .append(
             &account(),
             ExpectedVersion::NoStream,
-            vec![NewEvent {
-                event_id: Uuid::now_v7(),
-                event_type: "Opened".into(),
-                schema_version: 1,
-                payload: r#"{"owner":"ann"}"#.into(),
-                metadata: Metadata::new(),
-            }],
+            vec![NewEvent::new(RawEvent::new("Opened", 1, r#"{"owner":"ann"}"#))],
         )
         .await
-        .unwrap();
+        .unwrap()
+        .events;
     // Open again while the first store is still open, and once more after it is gone.
     let again = SqliteStore::open(&path).unwrap();
     assert_eq!(again.read_stream(&account(), Version(1), 10).await.unwrap(), appended);
     drop((store, again));
     let third = SqliteStore::open(&path).unwrap();
     assert_eq!(third.read_stream(&account(), Version(1), 10).await.unwrap(), appended);
-    assert_eq!(user_version(&path), 1);
+    assert_eq!(user_version(&path), 2);
 }
 
 #[test]
@@ -271,8 +294,8 @@ fn an_existing_empty_database_is_migrated() {
     Connection::open(&path).unwrap().execute_batch("CREATE TABLE unrelated (x INTEGER)").unwrap();
     assert_eq!(user_version(&path), 0);
     drop(SqliteStore::open(&path).unwrap());
-    assert_eq!(user_version(&path), 1);
-    assert_eq!(tables(&path), ["events", "projection_checkpoints", "snapshots", "unrelated"]);
+    assert_eq!(user_version(&path), 2);
+    assert_eq!(tables(&path), ["events", "snapshots", "store_meta", "unrelated"]);
 }
 
 #[test]

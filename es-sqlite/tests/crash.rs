@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use es_core::{Checkpoint, EventStore, ExpectedVersion, Metadata, NewEvent, ReadAllFilter, StoredEvent, StreamId};
+use es_core::{
+    Checkpoint, EventStore, ExpectedVersion, Metadata, NewEvent, RawEvent, ReadAllFilter, StoredEvent, StreamId,
+};
 use es_sqlite::SqliteStore;
 use uuid::Uuid;
 
@@ -23,12 +25,10 @@ const ROUNDS: usize = 5;
 
 fn batch(batch_id: Uuid) -> Vec<NewEvent> {
     (0..BATCH)
-        .map(|index| NewEvent {
-            event_id: Uuid::now_v7(),
-            event_type: "Tick".to_owned(),
-            schema_version: 1,
-            payload: serde_json::json!({ "batch": batch_id, "index": index, "padding": "x".repeat(300) }).to_string(),
-            metadata: Metadata::new().with_correlation_id(batch_id),
+        .map(|index| {
+            let payload = serde_json::json!({ "batch": batch_id, "index": index, "padding": "x".repeat(300) });
+            NewEvent::new(RawEvent::json("Tick", 1, &payload))
+                .with_metadata(Metadata::new().with_correlation_id(batch_id))
         })
         .collect()
 }
@@ -63,10 +63,10 @@ fn random() -> u64 {
 /// Checks the store after a crash; returns the number of whole batches in it.
 fn check_batches(events: &[StoredEvent]) -> usize {
     assert!(events.windows(2).all(|w| w[0].position < w[1].position), "positions ascend");
-    let mut versions: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    let mut versions: BTreeMap<&StreamId, Vec<u64>> = BTreeMap::new();
     let mut batches: BTreeMap<Uuid, Vec<&StoredEvent>> = BTreeMap::new();
     for event in events {
-        versions.entry(&event.stream_id).or_default().push(event.stream_version.0);
+        versions.entry(&event.stream).or_default().push(event.stream_version.0);
         let batch_id = event.metadata.correlation_id.expect("every event carries its batch id");
         batches.entry(batch_id).or_default().push(event);
     }
@@ -76,10 +76,10 @@ fn check_batches(events: &[StoredEvent]) -> usize {
     for (batch_id, events) in &batches {
         assert_eq!(events.len(), BATCH, "batch {batch_id} is whole");
         for (index, event) in events.iter().enumerate() {
-            let payload: serde_json::Value = serde_json::from_str(&event.payload).expect("payload is JSON");
+            let payload: serde_json::Value = serde_json::from_str(&event.event.payload).expect("payload is JSON");
             assert_eq!(payload["batch"], serde_json::json!(batch_id), "batch {batch_id}");
             assert_eq!(payload["index"], serde_json::json!(index), "batch {batch_id} in order");
-            assert_eq!(event.stream_id, events[0].stream_id, "batch {batch_id} in one stream");
+            assert_eq!(event.stream, events[0].stream, "batch {batch_id} in one stream");
             assert_eq!(event.stream_version.0, events[0].stream_version.0 + index as u64, "batch {batch_id}");
             assert_eq!(event.position.0, events[0].position.0 + index as u64, "batch {batch_id} is contiguous");
         }
@@ -123,17 +123,18 @@ fn a_killed_writer_leaves_only_whole_batches() {
 
         runtime.block_on(async {
             let store = SqliteStore::open(&path).unwrap();
-            let events = store.read_all(Checkpoint::START, &ReadAllFilter::all(), usize::MAX).await.unwrap();
+            let events = store.read_all(&Checkpoint::START, &ReadAllFilter::all(), usize::MAX).await.unwrap();
             let batches = check_batches(&events.events);
             assert!(batches > batches_before, "round {round}: the child added batches");
 
             // The store takes appends after the crash, at the versions the crash left.
             let stream = StreamId::new("Crash", "0");
             let version = store.stream_version(&stream).await.unwrap();
-            let appended = store.append(&stream, ExpectedVersion::Exact(version), batch(Uuid::now_v7())).await.unwrap();
+            let appended =
+                store.append(&stream, ExpectedVersion::Exact(version), batch(Uuid::now_v7())).await.unwrap().events;
             assert_eq!(appended[0].stream_version.0, version.0 + 1);
             assert_eq!(appended[0].position.0, events.events.last().map_or(0, |e| e.position.0) + 1);
-            let events = store.read_all(Checkpoint::START, &ReadAllFilter::all(), usize::MAX).await.unwrap();
+            let events = store.read_all(&Checkpoint::START, &ReadAllFilter::all(), usize::MAX).await.unwrap();
             batches_before = check_batches(&events.events);
             assert_eq!(batches_before, batches + 1);
         });

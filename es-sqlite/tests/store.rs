@@ -6,24 +6,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
+use es_core::store::{AllEventsPage, AppendOutcome};
 use es_core::{
-    AllEventsPage, Checkpoint, EventStore, ExpectedVersion, InMemoryStore, Metadata, NewEvent, Position, ReadAllFilter,
-    Snapshot, StoreError, StoredEvent, StreamId, Version,
+    Appended, Checkpoint, EventStore, ExpectedVersion, InMemoryStore, Metadata, NewEvent, Position, RawEvent,
+    ReadAllFilter, Snapshot, StoreError, StoredEvent, StreamId, Version,
 };
 use es_sqlite::SqliteStore;
 use uuid::Uuid;
 
 fn event(event_type: &str, n: u64) -> NewEvent {
-    NewEvent {
-        event_id: Uuid::now_v7(),
-        event_type: event_type.to_owned(),
-        schema_version: 1,
-        payload: format!(r#"{{"n":{n}}}"#),
-        metadata: Metadata::new()
+    NewEvent::new(RawEvent::new(event_type, 1, format!(r#"{{"n":{n}}}"#))).with_metadata(
+        Metadata::new()
             .with_correlation_id(Uuid::now_v7())
             .with_causation_id(Uuid::now_v7())
             .with_header("user", "ann"),
-    }
+    )
 }
 
 fn file_store() -> (tempfile::TempDir, SqliteStore) {
@@ -37,9 +34,29 @@ fn comparable(events: &[StoredEvent]) -> Vec<StoredEvent> {
     events.iter().cloned().map(|event| StoredEvent { recorded_at: SystemTime::UNIX_EPOCH, ..event }).collect()
 }
 
-fn error_kind(result: &Result<Vec<StoredEvent>, StoreError>) -> String {
+/// The position a checkpoint of SQLite or of the in-memory store stands at (their checkpoints
+/// are `<kind>:<store id>:<position>.0`); 0 for the start.
+fn position_of(checkpoint: &Checkpoint) -> u64 {
+    let text = checkpoint.to_string();
+    if text == "start" {
+        return 0;
+    }
+    let (_, at) = text.rsplit_once(':').expect("a checkpoint of a store");
+    let (position, rest) = at.split_once('.').expect("two numbers");
+    assert_eq!(rest, "0", "{text}");
+    position.parse().expect("a position")
+}
+
+/// The checkpoint of `store` at `position`, made from its head (so the store must hold events).
+async fn at(store: &impl EventStore, position: u64) -> Checkpoint {
+    let head = store.head().await.expect("head").to_string();
+    let (origin, _) = head.rsplit_once(':').expect("a store with events");
+    format!("{origin}:{position}.0").parse().expect("a checkpoint")
+}
+
+fn error_kind(result: &Result<Appended, StoreError>) -> String {
     match result {
-        Ok(events) => format!("ok {:?}", comparable(events)),
+        Ok(appended) => format!("ok {:?} {:?}", appended.outcome, comparable(&appended.events)),
         Err(StoreError::Conflict { stream, expected, actual }) => format!("conflict {stream} {expected} {actual}"),
         Err(StoreError::EventIdReused { event_id, existing_stream, existing_version }) => {
             format!("reused {event_id} {existing_stream} {existing_version}")
@@ -49,18 +66,31 @@ fn error_kind(result: &Result<Vec<StoredEvent>, StoreError>) -> String {
     }
 }
 
+/// A page read from `from` (a position) on both stores; returns SQLite's and the position of
+/// its `next`, after checking that both agree, the checkpoint after each event included.
 async fn same_page(
     sqlite: &SqliteStore,
     memory: &InMemoryStore,
-    from: Checkpoint,
+    from: u64,
     filter: &ReadAllFilter,
     limit: usize,
-) -> AllEventsPage {
-    let a = sqlite.read_all(from, filter, limit).await.expect("sqlite read_all");
-    let b = memory.read_all(from, filter, limit).await.expect("memory read_all");
-    assert_eq!(comparable(&a.events), comparable(&b.events), "events from {from:?} {filter:?} limit {limit}");
-    assert_eq!(a.next, b.next, "next from {from:?} {filter:?} limit {limit}");
-    a
+) -> (AllEventsPage, u64) {
+    let (from_a, from_b) = if from == 0 {
+        (Checkpoint::START, Checkpoint::START)
+    } else {
+        (at(sqlite, from).await, at(memory, from).await)
+    };
+    let a = sqlite.read_all(&from_a, filter, limit).await.expect("sqlite read_all");
+    let b = memory.read_all(&from_b, filter, limit).await.expect("memory read_all");
+    assert_eq!(comparable(&a.events), comparable(&b.events), "events from {from} {filter:?} limit {limit}");
+    let next = position_of(&a.next);
+    assert_eq!(next, position_of(&b.next), "next from {from} {filter:?} limit {limit}");
+    for index in 0..a.events.len() {
+        let (after_a, after_b) = (a.checkpoint_after(index), b.checkpoint_after(index));
+        assert_eq!(position_of(after_a), position_of(after_b), "after event {index} from {from} {filter:?}");
+        assert_eq!(position_of(after_a), a.events[index].position.0);
+    }
+    (a, next)
 }
 
 /// One script of appends (successes, conflicts, retries, reused ids) on both stores, then every
@@ -75,9 +105,9 @@ async fn behaves_like_the_in_memory_store() {
     let dup = event("Deposited", 9);
     let reused = first[1].clone();
     let mut other_content = first[0].clone();
-    other_content.payload = r#"{"n":1000}"#.to_owned();
+    other_content.event.payload = r#"{"n":1000}"#.to_owned();
     let mut same_json_other_text = first.clone();
-    same_json_other_text[0].payload = r#"{ "n" : 1 }"#.to_owned();
+    same_json_other_text[0].event.payload = r#"{ "n" : 1 }"#.to_owned();
     let script: Vec<(usize, ExpectedVersion, Vec<NewEvent>)> = vec![
         (0, ExpectedVersion::NoStream, first.clone()),
         (0, ExpectedVersion::NoStream, first.clone()), // retry: the original result
@@ -91,6 +121,10 @@ async fn behaves_like_the_in_memory_store() {
         (1, ExpectedVersion::Any, vec![reused]),           // id stored in another stream
         (0, ExpectedVersion::Any, vec![other_content]),    // id stored with other content
         (0, ExpectedVersion::Any, vec![first[0].clone(), event("X", 0)]), // partly stored
+        // Partly stored, the first id new: refused by the insert, and nothing of it kept.
+        (1, ExpectedVersion::Any, vec![event("New", 0), event("New", 1), first[1].clone(), event("New", 2)]),
+        // The same with a wrong version: the reused id is reported, not the conflict.
+        (1, ExpectedVersion::Exact(Version(9)), vec![event("New", 3), first[1].clone()]),
         (2, ExpectedVersion::Any, vec![]),
         (1, ExpectedVersion::NoStream, vec![]), // an empty batch still checks the version
         (2, ExpectedVersion::Any, vec![event("Closed", 10)]),
@@ -125,29 +159,29 @@ async fn behaves_like_the_in_memory_store() {
     for filter in &filters {
         for from in 0..12 {
             for limit in [0, 1, 2, 3, 100] {
-                same_page(&sqlite, &memory, Checkpoint::from_u64(from), filter, limit).await;
+                same_page(&sqlite, &memory, from, filter, limit).await;
             }
         }
         // Paging to the end gives every admitted event once, on both.
         for limit in [1, 2, 3] {
-            let mut from = Checkpoint::START;
+            let mut from = 0;
             let mut seen = Vec::new();
             loop {
-                let page = same_page(&sqlite, &memory, from, filter, limit).await;
-                if page.next == from {
+                let (page, next) = same_page(&sqlite, &memory, from, filter, limit).await;
+                if next == from {
                     assert!(page.events.is_empty());
                     break;
                 }
                 seen.extend(page.events);
-                from = page.next;
+                from = next;
             }
-            let all = memory.read_all(Checkpoint::START, filter, usize::MAX).await.unwrap();
+            let all = memory.read_all(&Checkpoint::START, filter, usize::MAX).await.unwrap();
             assert_eq!(comparable(&seen), comparable(&all.events));
         }
     }
-    same_page(&sqlite, &memory, Checkpoint::from_u64(u64::MAX), &ReadAllFilter::all(), 10).await;
+    same_page(&sqlite, &memory, u64::MAX, &ReadAllFilter::all(), 10).await;
 
-    let stored = memory.read_all(Checkpoint::START, &ReadAllFilter::all(), 100).await.unwrap().events;
+    let stored = memory.read_all(&Checkpoint::START, &ReadAllFilter::all(), 100).await.unwrap().events;
     for event in &stored {
         let found = sqlite.find_event(event.event_id).await.unwrap().expect("stored");
         assert_eq!(comparable(&[found]), comparable(std::slice::from_ref(event)));
@@ -160,9 +194,11 @@ async fn append_returns_what_reads_return() {
     let (_dir, store) = file_store();
     let stream = StreamId::new("Account", "1");
     let appended = store.append(&stream, ExpectedVersion::NoStream, vec![event("A", 1), event("B", 2)]).await.unwrap();
+    assert_eq!(appended.outcome, AppendOutcome::Written);
+    let appended = appended.events;
     assert_eq!(appended.iter().map(|e| e.position).collect::<Vec<_>>(), [Position(1), Position(2)]);
     assert_eq!(store.read_stream(&stream, Version(1), 10).await.unwrap(), appended);
-    assert_eq!(store.read_all(Checkpoint::START, &ReadAllFilter::all(), 10).await.unwrap().events, appended);
+    assert_eq!(store.read_all(&Checkpoint::START, &ReadAllFilter::all(), 10).await.unwrap().events, appended);
     assert_eq!(store.find_event(appended[1].event_id).await.unwrap().as_ref(), Some(&appended[1]));
     let since = appended[0].recorded_at.elapsed().unwrap_or_default();
     assert!(since < Duration::from_secs(60), "recorded_at is now");
@@ -185,7 +221,7 @@ async fn a_conflict_writes_nothing() {
     }
     // The ids were not consumed: the batch appends fine at the right version.
     let committed = store.append(&stream, ExpectedVersion::Exact(Version(1)), batch).await.unwrap();
-    assert_eq!(committed[0].position, Position(2));
+    assert_eq!(committed.events[0].position, Position(2));
 }
 
 #[tokio::test]
@@ -225,25 +261,25 @@ async fn a_file_store_keeps_everything_when_reopened() {
             })
             .await
             .unwrap();
-        store.append(&stream, ExpectedVersion::NoStream, vec![event("A", 1)]).await.unwrap()
+        store.append(&stream, ExpectedVersion::NoStream, vec![event("A", 1)]).await.unwrap().events
     };
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.read_stream(&stream, Version(1), 10).await.unwrap(), appended);
     assert!(store.load_snapshot(&stream).await.unwrap().is_some());
     let more = store.append(&stream, ExpectedVersion::Exact(Version(1)), vec![event("B", 2)]).await.unwrap();
-    assert_eq!(more[0].position, Position(2));
+    assert_eq!(more.events[0].position, Position(2));
 }
 
 #[tokio::test]
 async fn in_memory_stores_are_one_database_per_store() {
     for store in [SqliteStore::open_in_memory().unwrap(), SqliteStore::open(":memory:").unwrap()] {
         let stream = StreamId::new("Account", "1");
-        let appended = store.append(&stream, ExpectedVersion::NoStream, vec![event("A", 1)]).await.unwrap();
+        let appended = store.append(&stream, ExpectedVersion::NoStream, vec![event("A", 1)]).await.unwrap().events;
         // Reads see the write: they use the same connection.
         assert_eq!(store.read_stream(&stream, Version(1), 10).await.unwrap(), appended);
         let clone = store.clone();
         assert_eq!(clone.stream_version(&stream).await.unwrap(), Version(1));
-        assert_eq!(clone.read_all(Checkpoint::START, &ReadAllFilter::all(), 10).await.unwrap().events, appended);
+        assert_eq!(clone.read_all(&Checkpoint::START, &ReadAllFilter::all(), 10).await.unwrap().events, appended);
     }
     let other = SqliteStore::open(":memory:").unwrap();
     assert_eq!(other.stream_version(&StreamId::new("Account", "1")).await.unwrap(), Version(0));
@@ -254,7 +290,7 @@ fn works_outside_a_tokio_runtime() {
     // Without a runtime the work runs inline; drive the future with a minimal executor.
     let store = SqliteStore::open_in_memory().unwrap();
     let stream = StreamId::new("Account", "1");
-    let appended = block_on(store.append(&stream, ExpectedVersion::NoStream, vec![event("A", 1)])).unwrap();
+    let appended = block_on(store.append(&stream, ExpectedVersion::NoStream, vec![event("A", 1)])).unwrap().events;
     assert_eq!(block_on(store.read_stream(&stream, Version(1), 10)).unwrap(), appended);
 }
 
@@ -323,7 +359,7 @@ async fn concurrent_writers_and_readers_agree() {
             // Keep reading until a read that started after the writers finished finds nothing new.
             loop {
                 let finished = done.load(Ordering::SeqCst);
-                let page = store.read_all(from, &filter, 7).await.unwrap();
+                let page = store.read_all(&from, &filter, 7).await.unwrap();
                 assert!(page.next >= from);
                 let caught_up = page.next == from;
                 from = page.next;
@@ -346,7 +382,7 @@ async fn concurrent_writers_and_readers_agree() {
         conflicts += writer.await.unwrap();
     }
     done.store(true, Ordering::SeqCst);
-    let total = one.read_all(Checkpoint::START, &ReadAllFilter::all(), usize::MAX).await.unwrap().events;
+    let total = one.read_all(&Checkpoint::START, &ReadAllFilter::all(), usize::MAX).await.unwrap().events;
     assert_eq!(total.len(), (WRITERS * APPENDS - conflicts) * 2);
     let positions: Vec<u64> = total.iter().map(|e| e.position.0).collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]));
@@ -362,9 +398,9 @@ async fn concurrent_writers_and_readers_agree() {
     }
 
     // Every stream is gapless.
-    let mut streams: std::collections::BTreeMap<(String, String), Vec<u64>> = Default::default();
+    let mut streams: std::collections::BTreeMap<StreamId, Vec<u64>> = Default::default();
     for e in &total {
-        streams.entry((e.stream_type.clone(), e.stream_id.clone())).or_default().push(e.stream_version.0);
+        streams.entry(e.stream.clone()).or_default().push(e.stream_version.0);
     }
     for versions in streams.values() {
         assert_eq!(*versions, (1..=versions.len() as u64).collect::<Vec<_>>());

@@ -1,4 +1,5 @@
 use es::prelude::*;
+use es::testing::*;
 
 #[event(version = 1)]
 pub struct Opened {}

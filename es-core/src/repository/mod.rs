@@ -26,7 +26,7 @@ use self::cache::AggregateCache;
 pub use self::options::{CommandOptions, RetryPolicy};
 use crate::aggregate::Aggregate;
 use crate::decode::{DecodeError, decode_raw, decode_record};
-use crate::event::{EventSet, IntoEvents};
+use crate::event::{CommandResult, EventSet, IntoEvents};
 use crate::record::{Envelope, NewEvent, RawEvent, StoredEvent, StreamId, Version};
 use crate::store::kit::StreamPages;
 use crate::store::{
@@ -379,12 +379,12 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// # Errors
     /// [`RepositoryError::Command`] when the command refuses, a conflict when another writer
     /// appended in between and retries are off or used up, store and decode failures.
-    pub async fn execute<Q, R, F>(&self, id: &Q, command: F) -> Result<Executed<A::Event>, RepositoryError<A::Error>>
+    pub async fn execute<Q, F, Out>(&self, id: &Q, command: F) -> Result<Executed<A::Event>, RepositoryError<A::Error>>
     where
         A::Id: Borrow<Q>,
         Q: Display + ?Sized,
-        F: Fn(&A) -> Result<R, A::Error>,
-        R: IntoEvents<A::Event>,
+        F: Fn(&A) -> Out,
+        Out: CommandResult<A>,
     {
         self.execute_with(id, CommandOptions::default(), command).await
     }
@@ -393,7 +393,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     ///
     /// # Errors
     /// As [`Repository::execute`].
-    pub async fn execute_with<Q, R, F>(
+    pub async fn execute_with<Q, F, Out>(
         &self,
         id: &Q,
         options: CommandOptions,
@@ -402,11 +402,11 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     where
         A::Id: Borrow<Q>,
         Q: Display + ?Sized,
-        F: Fn(&A) -> Result<R, A::Error>,
-        R: IntoEvents<A::Event>,
+        F: Fn(&A) -> Out,
+        Out: CommandResult<A>,
     {
         self.run(StreamId::of::<A>(id), &options, |state| {
-            std::future::ready(command(state).map(IntoEvents::into_events))
+            std::future::ready(command(state).into_result().map(IntoEvents::into_events))
         })
         .await
     }
@@ -418,7 +418,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     ///
     /// # Errors
     /// As [`Repository::execute`].
-    pub async fn execute_async<Q, R, F, Fut>(
+    pub async fn execute_async<Q, F, Fut>(
         &self,
         id: &Q,
         command: F,
@@ -427,8 +427,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         A::Id: Borrow<Q>,
         Q: Display + ?Sized,
         F: Fn(A) -> Fut,
-        Fut: Future<Output = Result<R, A::Error>>,
-        R: IntoEvents<A::Event>,
+        Fut: Future<Output: CommandResult<A>>,
     {
         self.execute_async_with(id, CommandOptions::default(), command).await
     }
@@ -437,7 +436,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     ///
     /// # Errors
     /// As [`Repository::execute`].
-    pub async fn execute_async_with<Q, R, F, Fut>(
+    pub async fn execute_async_with<Q, F, Fut>(
         &self,
         id: &Q,
         options: CommandOptions,
@@ -447,12 +446,11 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         A::Id: Borrow<Q>,
         Q: Display + ?Sized,
         F: Fn(A) -> Fut,
-        Fut: Future<Output = Result<R, A::Error>>,
-        R: IntoEvents<A::Event>,
+        Fut: Future<Output: CommandResult<A>>,
     {
         self.run(StreamId::of::<A>(id), &options, |state| {
             let decided = command(state.clone());
-            async move { decided.await.map(IntoEvents::into_events) }
+            async move { decided.await.into_result().map(IntoEvents::into_events) }
         })
         .await
     }

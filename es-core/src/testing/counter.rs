@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::aggregate::{Aggregate, SnapshotPolicy};
 use crate::decode::DecodeErrorKind;
 use crate::event::{Apply, Event, EventSet, IntoEvents};
-use crate::schema::{AggregateSchema, EventSchema, FieldSchema, Upcast};
+use crate::schema::{AggregateSchema, ContainerSchema, EventSchema, FieldSchema, Upcast};
 
 /// The counter went up by `by`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,7 +38,8 @@ impl Event for Incremented {
             aliases: &[],
             rust_type: "Incremented",
             doc: "The counter went up by `by`.",
-            fields: &[FieldSchema { name: "by", ty: "u64", doc: "How much." }],
+            container: ContainerSchema::PLAIN,
+            fields: const { &[FieldSchema::plain("by", "u64", "How much.")] },
             upcast: Upcast::None,
         }
     }
@@ -51,6 +52,7 @@ pub enum CounterEvent {
     Incremented(Incremented),
 }
 
+#[diagnostic::do_not_recommend]
 impl IntoEvents<CounterEvent> for Incremented {
     fn extend_into(self, out: &mut Vec<CounterEvent>) {
         out.push(CounterEvent::Incremented(self));

@@ -9,7 +9,7 @@
 use std::fmt::{self, Debug, Write as _};
 
 use crate::aggregate::Aggregate;
-use crate::event::{EventSet, IntoEvents};
+use crate::event::{CommandResult, EventSet, IntoEvents};
 use crate::record::RawEvent;
 
 /// The entry points of the harness, for every aggregate (`BankAccount::given(...)`).
@@ -92,13 +92,27 @@ impl<A: Aggregate> Given<A> {
     }
 
     /// Runs a command on the state. The command returns `Result<X, Error>` where `X` is any
-    /// [`IntoEvents`].
-    pub fn when<R, F>(self, command: F) -> When<A>
+    /// [`IntoEvents`] and `Error` the aggregate's error (see [`CommandResult`]).
+    pub fn when<F, Out>(self, command: F) -> When<A>
     where
-        F: FnOnce(&A) -> Result<R, A::Error>,
+        F: FnOnce(&A) -> Out,
+        Out: CommandResult<A>,
+    {
+        let outcome = command(&self.state).into_result().map(IntoEvents::into_events);
+        When { history: self.history, state: self.state, outcome }
+    }
+
+    /// [`Given::when`] for a command that awaits outside services, as
+    /// [`Repository::execute_async`](crate::Repository::execute_async) runs it: the command
+    /// gets a copy of the state and returns a future. Await the result, then check it as usual:
+    /// `Show::given_nothing().when_async(|show| async move { show.reserve(&seats).await }).await.then(...)`.
+    pub async fn when_async<R, F, Fut>(self, command: F) -> When<A>
+    where
+        F: FnOnce(A) -> Fut,
+        Fut: Future<Output = Result<R, A::Error>>,
         R: IntoEvents<A::Event>,
     {
-        let outcome = command(&self.state).map(IntoEvents::into_events);
+        let outcome = command(self.state.clone()).await.map(IntoEvents::into_events);
         When { history: self.history, state: self.state, outcome }
     }
 }
@@ -232,18 +246,22 @@ impl<A: Aggregate> Then<A> {
         self
     }
 
-    /// Checks that the state after the produced events equals `expected`.
+    /// Checks that the state after the produced events equals `expected`. A failure shows both
+    /// states and, for a struct, the fields that differ.
     #[track_caller]
     pub fn and_state_is(self, expected: A) -> Self
     where
         A: PartialEq,
     {
-        assert!(
-            self.state == expected,
-            "given/when/then for {} failed: the state after the command differs\n\nExpected state:\n  {expected:?}\nActual state:\n  {:?}\n",
-            A::TYPE,
-            self.state
-        );
+        if self.state != expected {
+            let mut out = format!(
+                "given/when/then for {} failed: the state after the command differs\n\nExpected state:\n  {expected:?}\nActual state:\n  {:?}\n",
+                A::TYPE,
+                self.state
+            );
+            write_state_diff(&mut out, &expected, &self.state);
+            panic!("{out}");
+        }
         self
     }
 }
@@ -327,6 +345,67 @@ fn write_field_diff<E: EventSet>(out: &mut String, want: &E, got: &E) {
     }
 }
 
+/// The fields of two states that differ, read from their pretty `Debug` output (a state needs
+/// no serde). Nothing is written when the output is not that of a struct with named fields.
+fn write_state_diff<A: Debug>(out: &mut String, expected: &A, actual: &A) {
+    let (Some(want), Some(got)) = (debug_fields(expected), debug_fields(actual)) else { return };
+    out.push_str("\nDifferences:\n");
+    for (name, want_value) in &want {
+        match got.iter().find(|(other, _)| other == name) {
+            Some((_, got_value)) if got_value == want_value => {}
+            Some((_, got_value)) => {
+                let _ = writeln!(out, "  {name}: expected {want_value}, got {got_value}");
+            }
+            None => {
+                let _ = writeln!(out, "  {name}: expected {want_value}, absent");
+            }
+        }
+    }
+    for (name, got_value) in got.iter().filter(|(name, _)| !want.iter().any(|(other, _)| other == name)) {
+        let _ = writeln!(out, "  {name}: unexpected, got {got_value}");
+    }
+}
+
+/// `Name { a: 1, b: [..] }` printed with `{:#?}`, as `[("a", "1"), ("b", "[..]")]`, each value on
+/// one line.
+fn debug_fields(value: &impl Debug) -> Option<Vec<(String, String)>> {
+    let text = format!("{value:#?}");
+    let mut lines = text.lines();
+    if !lines.next()?.ends_with(" {") {
+        return None;
+    }
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for line in lines {
+        if line == "}" {
+            break;
+        }
+        match line.strip_prefix("    ") {
+            Some(rest) if !rest.starts_with([' ', '}', ']', ')']) => {
+                let (name, value) = rest.split_once(": ")?;
+                fields.push((name.to_owned(), value.to_owned()));
+            }
+            _ => {
+                let (_, value) = fields.last_mut()?;
+                let piece = line.trim();
+                let closing = piece.starts_with(['}', ']', ')']);
+                if closing && value.ends_with(',') {
+                    value.pop();
+                }
+                if !value.ends_with(['[', '(']) && (!closing || piece.starts_with('}')) {
+                    value.push(' ');
+                }
+                value.push_str(piece);
+            }
+        }
+    }
+    for (_, value) in &mut fields {
+        if value.ends_with(',') {
+            value.pop();
+        }
+    }
+    Some(fields)
+}
+
 struct Shown<'a>(Option<&'a serde_json::Value>);
 
 impl fmt::Display for Shown<'_> {
@@ -382,3 +461,40 @@ fn round_trip_problem<E: EventSet>(events: &[E]) -> Option<String> {
 pub mod conformance;
 #[cfg(feature = "testing")]
 pub mod counter;
+
+#[cfg(test)]
+mod tests {
+    use super::debug_fields;
+
+    #[derive(Debug)]
+    #[allow(dead_code, reason = "read through Debug")]
+    struct Inner {
+        a: u8,
+    }
+
+    #[derive(Debug)]
+    #[allow(dead_code, reason = "read through Debug")]
+    struct State {
+        count: u64,
+        names: Vec<&'static str>,
+        inner: Inner,
+        pair: (u8, u8),
+    }
+
+    #[test]
+    fn debug_fields_reads_each_field_onto_one_line() {
+        let state = State { count: 2, names: vec!["a", "b"], inner: Inner { a: 1 }, pair: (1, 2) };
+        let fields = debug_fields(&state).unwrap_or_default();
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        assert_eq!(
+            fields,
+            [("count", "2"), ("names", "[\"a\", \"b\"]"), ("inner", "Inner { a: 1 }"), ("pair", "(1, 2)")]
+        );
+    }
+
+    #[test]
+    fn debug_fields_of_a_non_struct_is_none() {
+        assert!(debug_fields(&5_u8).is_none());
+        assert!(debug_fields(&(1, 2)).is_none());
+    }
+}

@@ -1,189 +1,64 @@
-//! `#[derive(Aggregate)]`: the event enum, its conversions, `impl EventSet` and
+//! `#[derive(Aggregate)]`: the event enum (shared code in `event_list`), the apply dispatch and
 //! `impl Aggregate`.
 
-use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{DeriveInput, Ident, Path};
 
 use crate::ast;
-use crate::attr::{self, AggregateArgs};
+use crate::attr;
 use crate::check;
 use crate::ctxt::Ctxt;
+use crate::expand::event_list::Listed;
+use crate::fallback;
 
 pub fn expand(input: TokenStream) -> TokenStream {
-    let input: DeriveInput = match syn::parse2(input) {
+    let input: syn::DeriveInput = match syn::parse2(input) {
         Ok(input) => input,
         Err(error) => return error.to_compile_error(),
     };
-    let mut cx = Ctxt::default();
-    let args = attr::parse_aggregate_args(&mut cx, &input.attrs);
-    if let syn::Data::Union(data) = &input.data {
-        // No expansion: `impl Aggregate` would only add errors about the traits a union lacks.
-        cx.error(data.union_token, "`#[derive(Aggregate)]` needs a struct or an enum: the aggregate's state");
-        return cx.into_compile_errors();
+    let cx = Ctxt::new();
+    let args = attr::parse_aggregate_args(&cx, &input.attrs);
+    let model = ast::Aggregate::from_syn(args, &input);
+    check::aggregate(&cx, &model);
+    match cx.check() {
+        Ok(()) => tokens(&model),
+        Err(errors) => fallback::aggregate(&model, &errors),
     }
-    if !input.generics.params.is_empty() || input.generics.where_clause.is_some() {
-        cx.error(&input.generics, "an aggregate cannot be generic: its stream type and events must be fixed");
-        return cx.into_compile_errors();
-    }
-    // Without `#[aggregate]`, or after a syntax error in it, keys may be absent only because
-    // they were never read: they are not reported missing, and the expansion goes on with
-    // stand-ins (a `String` id, no events) so that uses of the aggregate raise no more errors.
-    let attribute = input.attrs.iter().find(|a| a.path().is_ident("aggregate"));
-    let unread = if attribute.is_some() {
-        args.incomplete
-    } else {
-        cx.push(syn::Error::new(
-            Span::call_site(),
-            "`#[derive(Aggregate)]` needs `#[aggregate(id = Uuid, events(AccountOpened, ...))]` below it",
-        ));
-        true
-    };
-    let id = match args.id.get() {
-        Some(id) => quote!(#id),
-        None => {
-            if let Some(attribute) = attribute.filter(|_| !unread) {
-                cx.error(
-                    attribute,
-                    "missing `id` in `#[aggregate(...)]`: write `id = Uuid` (the type that identifies one aggregate)",
-                );
-            }
-            quote!(::std::string::String)
-        }
-    };
-    let events = match args.events.get() {
-        Some(events) => check::aggregate_events(&mut cx, events),
-        None => {
-            if let Some(attribute) = attribute.filter(|_| !unread) {
-                cx.error(
-                    attribute,
-                    "missing `events(...)` in `#[aggregate(...)]`: list the events it applies, \
-                     `events(AccountOpened, MoneyDeposited)`",
-                );
-            }
-            Vec::new()
-        }
-    };
-    let expanded = expand_with(&input, &args, &id, &events);
-    let errors = cx.into_compile_errors();
-    quote!(#expanded #errors)
 }
 
-/// The enum variant of an event: the last segment of its path. `check::aggregate_events`
-/// keeps only paths that have one; the fallback only keeps this function total.
-fn variant_of(event: &Path) -> Ident {
-    event.segments.last().map_or_else(|| format_ident!("Event"), |segment| segment.ident.clone())
-}
-
-fn expand_with(input: &DeriveInput, args: &AggregateArgs, id: &TokenStream, events: &[Path]) -> TokenStream {
-    let krate = ast::crate_path(args.krate.get());
+pub fn tokens(model: &ast::Aggregate) -> TokenStream {
+    let krate = &model.krate;
     let p = quote!(#krate::__private);
-    let agg = &input.ident;
-    let vis = &input.vis;
-    let stream_type = args.name.get().map_or_else(|| agg.to_string(), syn::LitStr::value);
-    let enum_name = args.event_enum.get().cloned().unwrap_or_else(|| format_ident!("{}Event", agg));
-    let error = match args.error.get() {
-        Some(error) => quote!(#error),
-        None => quote!(::core::convert::Infallible),
-    };
-    let variants: Vec<Ident> = events.iter().map(variant_of).collect();
-    // Every use of an event goes through `<E as EventOps>`, spanned at its name in
-    // `events(...)`: a type there that is not an event is then one error (rustc reports the
-    // identical ones once), not one per trait the enum needs.
-    let listed: Vec<TokenStream> =
-        events.iter().map(|event| quote_spanned!(event.span()=> <#event as #p::EventOps>)).collect();
-
-    let enum_doc = format!("Every event of [`{agg}`], generated by `#[derive(Aggregate)]`.");
-    let variant_docs = events.iter().map(|e| format!("[`{}`]", attr::path_text(e)));
-    let eq_body = match events.len() {
-        0 => quote!(match *self {}),
-        1 => quote! {
-            match (self, other) {
-                #( (Self::#variants(a), Self::#variants(b)) => #listed::eq_event(a, b), )*
-            }
-        },
-        _ => quote! {
-            match (self, other) {
-                #( (Self::#variants(a), Self::#variants(b)) => #listed::eq_event(a, b), )*
-                _ => false,
-            }
-        },
-    };
-    let event_enum = quote! {
-        #[doc = #enum_doc]
-        #vis enum #enum_name {
-            #( #[doc = #variant_docs] #variants(#events), )*
-        }
-
-        #[automatically_derived]
-        impl ::core::clone::Clone for #enum_name {
-            #[inline]
-            fn clone(&self) -> Self {
-                match *self {
-                    #( Self::#variants(ref event) => Self::#variants(#listed::clone_event(event)), )*
-                }
-            }
-        }
-
-        #[automatically_derived]
-        impl ::core::cmp::PartialEq for #enum_name {
-            #[inline]
-            fn eq(&self, other: &Self) -> bool {
-                #eq_body
-            }
-        }
-
-        #[automatically_derived]
-        impl ::core::fmt::Debug for #enum_name {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                match *self {
-                    #( Self::#variants(ref event) => #listed::fmt_event(event, f), )*
-                }
-            }
-        }
-
-        #(
-            #[automatically_derived]
-            impl ::core::convert::From<#events> for #enum_name {
-                #[inline]
-                fn from(event: #events) -> Self {
-                    Self::#variants(event)
-                }
-            }
-
-            #[automatically_derived]
-            impl #p::IntoEvents<#enum_name> for #events {
-                #[inline]
-                fn extend_into(self, out: &mut ::std::vec::Vec<#enum_name>) {
-                    out.push(#enum_name::#variants(self));
-                }
-            }
-        )*
-
-        #[automatically_derived]
-        impl #p::IntoEvents<#enum_name> for #enum_name {
-            #[inline]
-            fn extend_into(self, out: &mut ::std::vec::Vec<#enum_name>) {
-                out.push(self);
-            }
-        }
-    };
-
-    let event_set = event_set_impl(&p, &enum_name, &listed, &variants);
-
-    let apply_arms = events.iter().zip(&variants).map(|(event, variant)| {
-        quote_spanned! {event.span()=>
-            #enum_name::#variant(ref event) => <Self as #p::Apply<#event>>::apply(self, event),
-        }
+    let agg = model.ident();
+    let enum_name = &model.enum_name;
+    let listed = Listed::new(&p, enum_name, &model.events);
+    let event_enum = listed
+        .event_enum(&model.original.vis, &format!("Every event of [`{agg}`], generated by `#[derive(Aggregate)]`."));
+    let dispatch = listed.dispatch(|event| {
+        let path = &event.path;
+        quote_spanned!(event.span()=> <Self as #p::Apply<#path>>::apply(self, event))
     });
-    let (snapshot_const, snapshot_fns) = match args.snapshot.get() {
-        Some(snapshot) => {
+    let name_check = listed.name_check(&agg.to_string());
+    let (id, stream_type, doc) = (model.id(), &model.stream_type, &model.doc);
+    // Spanned at `error = Type`, or at `aggregate` in `#[aggregate(...)]` when it is missing: a
+    // command that returns another error then says "expected this to be `TheirError`" there.
+    let error = match (model.args.error.get(), model.attribute) {
+        (Some(error), _) => quote!(#error),
+        (None, Some(attribute)) => {
+            let span = attribute.path().span();
+            quote_spanned!(span=> ::core::convert::Infallible)
+        }
+        (None, None) => quote!(::core::convert::Infallible),
+    };
+
+    let (snapshot_const, snapshot_fns) = match (model.args.snapshot.get(), model.args.snapshot.key()) {
+        (Some(snapshot), Some(span)) => {
             let (every, version) = (snapshot.every, snapshot.version);
-            let key = args.snapshot.key().cloned().unwrap_or_default();
-            let span = key.span();
             (
                 quote!(::core::option::Option::Some(#p::SnapshotPolicy { every: #every, version: #version })),
+                // Both calls go through one trait, spanned at `snapshot`: state without serde is
+                // one error there.
                 quote_spanned! {span=>
                     fn encode_snapshot(&self) -> ::core::option::Option<::core::result::Result<::std::string::String, #p::serde_json::Error>> {
                         ::core::option::Option::Some(<Self as #p::SnapshotState>::encode_state(self))
@@ -194,39 +69,12 @@ fn expand_with(input: &DeriveInput, args: &AggregateArgs, id: &TokenStream, even
                 },
             )
         }
-        None => (quote!(::core::option::Option::None), TokenStream::new()),
+        _ => (quote!(::core::option::Option::None), TokenStream::new()),
     };
-    let doc = ast::doc_of(&input.attrs);
-    let event_schemas = listed.iter().map(|listed| quote!(#listed::schema()));
-
-    // One check per event against those listed before it: linear in the number of items, so a
-    // 50-event aggregate compiles 49 small constants, not 1,225.
-    let mut name_checks = Vec::new();
-    for (later, event) in events.iter().enumerate().skip(1) {
-        let earlier: Vec<String> = events[..later].iter().map(|e| format!("`{}`", attr::path_text(e))).collect();
-        let message = format!(
-            "`{}` in `{agg}` is stored under the same type name (or alias) as an event listed before it ({}), \
-             so stored records could not tell them apart: give one of them its own `#[event(name = \"…\")]`",
-            attr::path_text(event),
-            earlier.join(", "),
-        );
-        name_checks.push(quote_spanned! {event.span()=>
-            const _: () = ::core::assert!(!#p::overlaps_earlier(#later, NAMES), #message);
-        });
-    }
-    let names_table = listed.iter().map(|listed| quote!((#listed::NAME, #listed::ALIASES)));
-    let name_check = (events.len() > 1).then(|| {
-        quote! {
-            const _: () = {
-                const NAMES: &[(&str, &[&str])] = &[#(#names_table),*];
-                #(#name_checks)*
-            };
-        }
-    });
+    let schemas = listed.schemas();
 
     quote! {
         #event_enum
-        #event_set
 
         // `do_not_recommend`: a missing `Apply<E>` is not answered with "`Apply<AccountEvent>`
         // is implemented" pointing at the derive.
@@ -235,9 +83,7 @@ fn expand_with(input: &DeriveInput, args: &AggregateArgs, id: &TokenStream, even
         impl #p::Apply<#enum_name> for #agg {
             #[inline]
             fn apply(&mut self, event: &#enum_name) {
-                match *event {
-                    #(#apply_arms)*
-                }
+                #dispatch
             }
         }
 
@@ -255,7 +101,7 @@ fn expand_with(input: &DeriveInput, args: &AggregateArgs, id: &TokenStream, even
                 #p::AggregateSchema {
                     name: #stream_type,
                     doc: #doc,
-                    events: ::std::vec![#(#event_schemas),*],
+                    events: ::std::vec![#(#schemas),*],
                 }
             }
         }
@@ -264,49 +110,53 @@ fn expand_with(input: &DeriveInput, args: &AggregateArgs, id: &TokenStream, even
     }
 }
 
-fn event_set_impl(p: &TokenStream, enum_name: &Ident, listed: &[TokenStream], variants: &[Ident]) -> TokenStream {
-    quote! {
-        #[automatically_derived]
-        impl #p::EventSet for #enum_name {
-            #[inline]
-            fn event_type(&self) -> &'static str {
-                match *self {
-                    #( Self::#variants(_) => #listed::NAME, )*
-                }
-            }
+#[cfg(test)]
+mod tests {
+    use super::expand;
+    use quote::quote;
 
-            #[inline]
-            fn schema_version(&self) -> u32 {
-                match *self {
-                    #( Self::#variants(_) => #listed::VERSION, )*
-                }
-            }
-
-            fn encode(&self) -> ::core::result::Result<::std::string::String, #p::serde_json::Error> {
-                match *self {
-                    #( Self::#variants(ref event) => #listed::encode_event(event), )*
-                }
-            }
-
-            #[inline]
-            fn decode(event_type: &str, schema_version: u32, payload: &str) -> ::core::result::Result<Self, #p::DecodeErrorKind> {
-                #(
-                    if event_type == #listed::NAME {
-                        return #listed::decode_payload(schema_version, payload).map(Self::#variants);
-                    }
-                )*
-                #(
-                    if #p::contains(#listed::ALIASES, event_type) {
-                        return #listed::decode_payload(schema_version, payload).map(Self::#variants);
-                    }
-                )*
-                ::core::result::Result::Err(#p::DecodeErrorKind::UnknownType { known: <Self as #p::EventSet>::event_types() })
-            }
-
-            fn event_types() -> &'static [&'static str] {
-                const NAMES: &[&str] = &[#(#listed::NAME),*];
-                NAMES
-            }
+    fn pretty(tokens: proc_macro2::TokenStream) -> String {
+        match syn::parse2::<syn::File>(tokens.clone()) {
+            Ok(file) => prettyplease::unparse(&file),
+            Err(error) => format!("// does not parse as a file: {error}\n{tokens}"),
         }
+    }
+
+    #[test]
+    fn an_aggregate_with_every_key() {
+        insta::assert_snapshot!(pretty(expand(quote! {
+            /// A customer's bank account.
+            #[aggregate(
+                id = Uuid,
+                events(AccountOpened, money::Deposited as MoneyDeposited),
+                error = AccountError,
+                snapshot(every = 100, version = 1),
+                event_enum = AccountEvent,
+                name = "account",
+            )]
+            pub struct BankAccount {
+                balance: u64,
+            }
+        })));
+    }
+
+    #[test]
+    fn one_event_and_the_defaults() {
+        insta::assert_snapshot!(pretty(expand(quote! {
+            #[aggregate(id = u64, events(Started))]
+            struct Counter {
+                value: u64,
+            }
+        })));
+    }
+
+    #[test]
+    fn a_mistake_keeps_the_usable_events() {
+        insta::assert_snapshot!(pretty(expand(quote! {
+            #[aggregate(events(Started, Started), snapshot(every = 0, version = 1))]
+            struct Counter {
+                value: u64,
+            }
+        })));
     }
 }

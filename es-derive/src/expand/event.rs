@@ -1,59 +1,44 @@
 //! `#[event(version = N, ...)]`: the derives an event needs and `impl Event`.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::ast::{self, FieldModel};
-use crate::attr::{self, EventArgs};
+use crate::ast::{self, Upcast};
+use crate::attr::{self, path_text};
 use crate::check;
 use crate::ctxt::Ctxt;
+use crate::expand::schema;
+use crate::fallback;
 
 pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    let mut cx = Ctxt::default();
-    let args = attr::parse_event_args(&mut cx, args);
+    let cx = Ctxt::new();
+    let args = attr::parse_event_args(&cx, args);
     let item: syn::Item = match syn::parse2(item.clone()) {
         Ok(item) => item,
         Err(error) => {
-            let error = error.to_compile_error();
-            return quote!(#item #error);
+            cx.push(error);
+            return match cx.check() {
+                Err(errors) => fallback::item(&item, &errors),
+                Ok(()) => item,
+            };
         }
     };
-    let syn::Item::Struct(mut item) = item else {
-        cx.error(
+    let syn::Item::Struct(original) = &item else {
+        cx.error_spanned_by(
             item_keyword(&item),
             "`#[event]` goes on a struct: each event is one struct whose fields are the event's data",
         );
-        let errors = cx.into_compile_errors();
-        return quote!(#item #errors);
+        return match cx.check() {
+            Err(errors) => fallback::item(&item, &errors),
+            Ok(()) => item.to_token_stream(),
+        };
     };
-    // Without a version the upcasting keys cannot be checked, and the expansion goes on as
-    // version 1 (which upcasts nothing) so that uses of the event raise no further errors.
-    let version = match args.version.get() {
-        Some(version) => {
-            check::event_upcasts(&mut cx, &args, version.value);
-            version.value
-        }
-        None => {
-            if !args.incomplete {
-                cx.push(syn::Error::new(Span::call_site(), "missing `version`: write `#[event(version = 1)]`"));
-            }
-            1
-        }
-    };
-    let generic = !item.generics.params.is_empty() || item.generics.where_clause.is_some();
-    if generic {
-        cx.error(&item.generics, "an event cannot be generic: its stored type name and schema must be fixed");
-    }
-
-    let krate = ast::crate_path(args.krate.get());
-    add_derives(&mut item, &krate);
-    let event_impl = if generic { TokenStream::new() } else { event_impl(&item, &args, version, &krate) };
-    let errors = cx.into_compile_errors();
-    quote! {
-        #item
-        #event_impl
-        #errors
+    let model = ast::Event::from_syn(args, original);
+    check::event(&cx, &model);
+    match cx.check() {
+        Ok(()) => tokens(&model, true),
+        Err(errors) => fallback::event(&model, &errors),
     }
 }
 
@@ -69,11 +54,22 @@ fn item_keyword(item: &syn::Item) -> TokenStream {
     }
 }
 
+/// The struct with its derives and, unless it is generic, `impl Event`. `valid` is false for
+/// the fallback: the impl then reads only the struct's own version.
+pub fn tokens(model: &ast::Event, valid: bool) -> TokenStream {
+    let item = with_derives(model);
+    if model.generic() {
+        return item;
+    }
+    let event_impl = event_impl(model, valid);
+    quote!(#item #event_impl)
+}
+
 /// Adds `Serialize`, `Deserialize`, `Debug`, `Clone` and `PartialEq` unless a derive below
 /// `#[event]` already has them.
-fn add_derives(item: &mut syn::ItemStruct, krate: &TokenStream) {
-    let written = ast::written_derives(&item.attrs);
-    let missing = |name: &str| !written.iter().any(|w| w == name);
+fn with_derives(model: &ast::Event) -> TokenStream {
+    let krate = &model.krate;
+    let missing = |name: &str| !model.written_derives.iter().any(|w| w == name);
     let mut std_derives = Vec::new();
     if missing("Debug") {
         std_derives.push(quote!(::core::fmt::Debug));
@@ -91,82 +87,79 @@ fn add_derives(item: &mut syn::ItemStruct, krate: &TokenStream) {
     if missing("Deserialize") {
         serde_derives.push(quote!(#krate::__private::serde::Deserialize));
     }
-    let mut added: Vec<syn::Attribute> = Vec::new();
+    let mut added = TokenStream::new();
     if !serde_derives.is_empty() {
         let serde_path = format!("{krate}::__private::serde").replace(' ', "");
-        added.push(syn::parse_quote!(#[derive(#(#serde_derives),*)]));
-        added.push(syn::parse_quote!(#[serde(crate = #serde_path)]));
+        added.extend(quote!(#[derive(#(#serde_derives),*)] #[serde(crate = #serde_path)]));
     }
     if !std_derives.is_empty() {
-        added.push(syn::parse_quote!(#[derive(#(#std_derives),*)]));
+        added.extend(quote!(#[derive(#(#std_derives),*)]));
     }
-    added.append(&mut item.attrs);
-    item.attrs = added;
+    let item = model.original;
+    quote!(#added #item)
 }
 
-fn event_impl(item: &syn::ItemStruct, args: &EventArgs, version: u32, krate: &TokenStream) -> TokenStream {
-    let ident = &item.ident;
+fn event_impl(model: &ast::Event, valid: bool) -> TokenStream {
+    let ident = model.ident();
     let rust_type = ident.to_string();
-    let name = args.name.get().map_or_else(|| rust_type.clone(), syn::LitStr::value);
-    let aliases: Vec<String> =
-        args.aliases.get().map(|a| a.iter().map(syn::LitStr::value).collect()).unwrap_or_default();
-    let p = quote!(#krate::__private);
+    let (name, version) = (&model.name, model.version);
+    let aliases = &model.aliases;
+    let p = {
+        let krate = &model.krate;
+        quote!(#krate::__private)
+    };
+    let upcast = if valid { &model.upcast } else { &Upcast::None };
+    let want = version.saturating_sub(1);
 
-    let older = if let Some(older) = args.upcast_from.get().filter(|_| version > 1) {
-        // Every use of `older` is an `<#older as EventOps>` path spanned at it: if it is not an
-        // event, the uses fail with one and the same error, which rustc reports once.
-        quote_spanned! {older.span()=>
-            <#older as #p::EventOps>::decode_payload(version, payload).map(<Self as #p::UpcastFrom<#older>>::upcast_from)
+    let older = match upcast {
+        // Every use of `older` is spanned at it and goes through `Versioned<N-1>`: an older
+        // struct of the wrong version, or one that is no event, is one error that says so, and
+        // the missing `From` it would also lack is not reported on top of it.
+        Upcast::Typed(older) => {
+            let older_event = quote_spanned!(older.span()=> <#older as #p::Versioned<#want>>::Event);
+            quote_spanned! {older.span()=>
+                <#older_event as #p::EventOps>::decode_payload(version, payload)
+                    .map(<Self as #p::UpcastFrom<#older_event>>::upcast_from)
+            }
         }
-    } else if let Some(steps) = args.upcast_json.get().filter(|steps| version > 1 && !steps.is_empty()) {
-        let functions = steps.iter().filter(|s| s.from < version).map(|s| {
-            let function = &s.function;
-            quote_spanned!(function.span()=> #function)
-        });
-        quote! {
-            const STEPS: &[#p::JsonUpcaster] = &[#(#functions),*];
-            #p::decode_json_upcast::<Self>(version, payload, #rust_type, #version, STEPS)
+        Upcast::Json { functions, .. } => {
+            let functions = functions.iter().map(|function| quote_spanned!(function.span()=> #function));
+            quote! {
+                const STEPS: &[#p::JsonUpcaster] = &[#(#functions),*];
+                #p::decode_json_upcast::<Self>(version, payload, #rust_type, #version, STEPS)
+            }
         }
-    } else {
-        quote!(::core::result::Result::Err(#p::unsupported_version(version, #version)))
+        Upcast::None => quote!(::core::result::Result::Err(#p::unsupported_version(version, #version))),
     };
 
-    let upcast_schema = if let Some(older) = args.upcast_from.get().filter(|_| version > 1) {
-        quote_spanned!(older.span()=> #p::Upcast::Typed { from: #p::std::boxed::Box::new(<#older as #p::EventOps>::schema()) })
-    } else if let Some(steps) = args.upcast_json.get().filter(|steps| version > 1 && !steps.is_empty()) {
-        let oldest = version - u32::try_from(steps.iter().filter(|s| s.from < version).count()).unwrap_or(0);
-        quote!(#p::Upcast::Json { oldest: #oldest })
-    } else {
-        quote!(#p::Upcast::None)
+    let upcast_schema = match upcast {
+        Upcast::Typed(older) => quote_spanned! {older.span()=>
+            #p::Upcast::Typed { from: #p::std::boxed::Box::new(<<#older as #p::Versioned<#want>>::Event as #p::EventOps>::schema()) }
+        },
+        Upcast::Json { oldest, .. } => quote!(#p::Upcast::Json { oldest: #oldest }),
+        Upcast::None => quote!(#p::Upcast::None),
     };
 
-    let chain_checks = args.upcast_from.get().filter(|_| version > 1).map(|older| {
-        let older_text = attr::path_text(older);
-        let want = version - 1;
-        let version_message = format!(
-            "`upcast_from = {older_text}` on `{rust_type}` (version {version}): `{older_text}` must be version {want}; \
-             upcasting goes one version at a time, so give the older struct `version = {want}` or chain through the versions between"
-        );
-        let name_message = format!(
-            "`upcast_from = {older_text}` on `{rust_type}`: `{older_text}` must be stored under the type name \"{name}\" \
-             (or one of its aliases); write `#[event(name = \"{name}\", version = {want})]` on `{older_text}`"
-        );
-        quote_spanned! {older.span()=>
-            const _: () = {
-                ::core::assert!(<#older as #p::EventOps>::VERSION == #want, #version_message);
-                ::core::assert!(
-                    #p::str_eq(<#older as #p::EventOps>::NAME, #name)
-                        || #p::contains(&[#(#aliases),*], <#older as #p::EventOps>::NAME),
-                    #name_message
-                );
-            };
+    let name_check = match upcast {
+        Upcast::Typed(older) => {
+            let older_text = path_text(older);
+            let message = format!(
+                "`upcast_from = {older_text}` on `{rust_type}`: `{older_text}` must be stored under the type name \"{name}\" \
+                 (or one of its aliases); write `#[event(name = \"{name}\", version = {want})]` on `{older_text}`"
+            );
+            quote_spanned! {older.span()=>
+                const _: () = {
+                    const OLDER: &str = <<#older as #p::Versioned<#want>>::Event as #p::EventOps>::NAME;
+                    ::core::assert!(#p::str_eq(OLDER, #name) || #p::contains(&[#(#aliases),*], OLDER), #message);
+                };
+            }
         }
-    });
+        _ => TokenStream::new(),
+    };
 
-    let doc = ast::doc_of(&item.attrs);
-    let fields = ast::fields_of(&item.fields)
-        .into_iter()
-        .map(|FieldModel { name, ty, doc }| quote!(#p::FieldSchema { name: #name, ty: #ty, doc: #doc }));
+    let doc = &model.doc;
+    let container = schema::container(&p, &model.container);
+    let fields = model.fields.iter().map(|field| schema::field(&p, field));
 
     quote! {
         #[automatically_derived]
@@ -193,11 +186,85 @@ fn event_impl(item: &syn::ItemStruct, args: &EventArgs, version: u32, krate: &To
                     aliases: &[#(#aliases),*],
                     rust_type: #rust_type,
                     doc: #doc,
-                    fields: &[#(#fields),*],
+                    container: #container,
+                    fields: const { &[#(#fields),*] },
                     upcast: #upcast_schema,
                 }
             }
         }
-        #chain_checks
+
+        #[automatically_derived]
+        #[diagnostic::do_not_recommend]
+        impl #p::Versioned<#version> for #ident {
+            type Event = Self;
+        }
+
+        #name_check
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expand;
+    use quote::quote;
+
+    fn pretty(tokens: proc_macro2::TokenStream) -> String {
+        match syn::parse2::<syn::File>(tokens.clone()) {
+            Ok(file) => prettyplease::unparse(&file),
+            Err(error) => format!("// does not parse as a file: {error}\n{tokens}"),
+        }
+    }
+
+    #[test]
+    fn a_plain_event() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(version = 1),
+            quote! {
+                /// An account was opened.
+                pub struct AccountOpened {
+                    /// Who owns it.
+                    pub owner: String,
+                    pub initial_deposit: u64,
+                }
+            }
+        )));
+    }
+
+    #[test]
+    fn a_typed_upcast_with_aliases_and_serde_names() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(version = 2, upcast_from = MoneyDepositedV1, aliases = ["Paid"]),
+            quote! {
+                #[derive(Debug)]
+                #[serde(rename_all = "camelCase")]
+                pub struct MoneyDeposited {
+                    pub amount: u64,
+                    #[serde(default, rename = "ref")]
+                    pub reference_text: Option<String>,
+                }
+            }
+        )));
+    }
+
+    #[test]
+    fn a_json_chain() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(version = 3, upcast_json(v1 = one_to_two, v2 = two_to_three), crate = ::my_es),
+            quote! {
+                pub struct PriceChanged(pub u64);
+            }
+        )));
+    }
+
+    #[test]
+    fn a_mistake_keeps_the_struct_and_a_plain_impl() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(version = 2, upcast_json(one_to_two)),
+            quote! {
+                pub struct PriceChanged {
+                    pub cents: u64,
+                }
+            }
+        )));
     }
 }

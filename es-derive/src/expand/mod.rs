@@ -1,4 +1,7 @@
-//! Code generation, one module per macro.
+//! Code generation: the expanders only read a checked model.
 
 pub mod aggregate;
+pub mod apply;
 pub mod event;
+pub mod event_list;
+pub mod schema;
