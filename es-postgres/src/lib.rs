@@ -148,6 +148,15 @@
 //! processes connecting at once migrate once. A schema written by a newer es is refused with
 //! [`StoreError::SchemaTooNew`]. Every value is a bound parameter, lists too (`= ANY($n)`).
 //!
+//! # Bad data
+//!
+//! A row es never writes (metadata that is not its JSON, a version below 1, a schema version
+//! beyond `u32`, a NULL where a value belongs, an infinite time, …) is a
+//! [`StoreError::Corrupt`] naming the column, the stream and the position, never a panic; a
+//! version gap is one on every read path, `read_all` included (which probes the stream index
+//! for each event's predecessor). Payloads are handed out as stored: one that does not fit its
+//! event is `es_core::decode_record`'s typed `DecodeError`.
+//!
 //! [`kit::resolve_retry`]: es_core::store::kit::resolve_retry
 //! [`kit::check_batch`]: es_core::store::kit::check_batch
 
@@ -668,7 +677,12 @@ impl EventStore for PostgresStore {
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
             if !rows::no_event(row, 1) {
-                events.push(rows::event(row, 1)?);
+                let event = rows::event(row, 1)?;
+                if !rows::has_predecessor(row, 1 + rows::EVENT_COLUMN_COUNT) && event.stream_version.0 > 1 {
+                    let previous = Version(event.stream_version.0 - 1);
+                    return Err(kit::version_gap(&event.stream, previous, "nothing", Some(event.position)));
+                }
+                events.push(event);
             }
         }
         kit::check_all_page(Position(after), &events)?;
