@@ -114,7 +114,11 @@ async fn run(pool: Pool, insert_sql: Arc<str>, mut receiver: mpsc::UnboundedRece
         let result = match pool.get().await {
             Ok(client) => {
                 let jobs: Vec<&Job> = group.iter().map(|request| &request.job).collect();
-                insert(&client, &insert_sql, &jobs, recorded_at).await
+                let result = insert(&client, &insert_sql, &jobs, recorded_at).await;
+                if let Err(InsertError::Pg(error)) = &result {
+                    crate::error::forget_if_lost(client, error);
+                }
+                result
             }
             Err(error) => Err(InsertError::Pool(error)),
         };

@@ -78,6 +78,15 @@ fn classify_code(code: &SqlState) -> BackendErrorKind {
     }
 }
 
+/// Drops `client` from its pool when `error` says its connection is gone (the server ended
+/// it, the network failed), so that no later call gets it: the pool's own check
+/// (`is_closed`) may not have noticed yet.
+pub(crate) fn forget_if_lost(client: deadpool_postgres::Object, error: &tokio_postgres::Error) {
+    if classify(error) == BackendErrorKind::Unavailable {
+        drop(deadpool_postgres::Object::take(client));
+    }
+}
+
 /// A classified backend error for `source`, explaining it with `context`.
 pub(crate) fn pg_error(context: impl Into<Cow<'static, str>>, source: tokio_postgres::Error) -> StoreError {
     BackendError::new(classify(&source), context).with_source(source).into()

@@ -148,6 +148,15 @@
 //! processes connecting at once migrate once. A schema written by a newer es is refused with
 //! [`StoreError::SchemaTooNew`]. Every value is a bound parameter, lists too (`= ANY($n)`).
 //!
+//! # Bad data
+//!
+//! A row es never writes (metadata that is not its JSON, a version below 1, a schema version
+//! beyond `u32`, a NULL where a value belongs, an infinite time, …) is a
+//! [`StoreError::Corrupt`] naming the column, the stream and the position, never a panic; a
+//! version gap is one on every read path, `read_all` included (which probes the stream index
+//! for each event's predecessor). Payloads are handed out as stored: one that does not fit its
+//! event is `es_core::decode_record`'s typed `DecodeError`.
+//!
 //! [`kit::resolve_retry`]: es_core::store::kit::resolve_retry
 //! [`kit::check_batch`]: es_core::store::kit::check_batch
 
@@ -162,7 +171,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 use es_core::store::kit::{self, resolve_retry};
@@ -175,7 +184,7 @@ use es_core::{
 pub use deadpool_postgres;
 pub use tokio_postgres;
 
-use crate::error::{Context, backend, pool_error};
+use crate::error::{Context, backend, pg_error, pool_error};
 use crate::schema::Sql;
 
 /// How an append whose insert collided with a concurrent writer is tried again before giving
@@ -367,6 +376,24 @@ impl PostgresStore {
         self.inner.pool.get().await.map_err(|error| pool_error(context, error))
     }
 
+    /// One statement on a connection of the pool; a connection found lost is dropped from the
+    /// pool rather than handed to the next call.
+    async fn query(
+        &self,
+        context: &'static str,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let client = self.client(context).await?;
+        match client.query_typed(sql, params).await {
+            Ok(rows) => Ok(rows),
+            Err(error) => {
+                error::forget_if_lost(client, &error);
+                Err(pg_error(context, error))
+            }
+        }
+    }
+
     async fn stream_version_on(&self, client: &Object, stream: &StreamId) -> Result<Version, StoreError> {
         let rows = client
             .query_typed(
@@ -554,7 +581,15 @@ impl EventStore for PostgresStore {
                     // group collided): read the stream again.
                     held = Some(client);
                 }
-                commit::Outcome::Failed(error) => return Err(error),
+                commit::Outcome::Failed(error) => {
+                    if error.is_transient()
+                        && let Some(client) = held.take()
+                        && client.is_closed()
+                    {
+                        drop(Object::take(client));
+                    }
+                    return Err(error);
+                }
             }
         }
         Err(backend(
@@ -576,9 +611,9 @@ impl EventStore for PostgresStore {
         // refused by the check instead of being filtered out.
         let lower = if from.0 <= 1 { i64::MIN } else { saturating_i64(from.0) };
         let limit = saturating_i64(limit as u64);
-        let client = self.client("cannot read a stream").await?;
-        let rows = client
-            .query_typed(
+        let rows = self
+            .query(
+                "cannot read a stream",
                 &self.inner.sql.read_stream,
                 &[
                     (&stream.stream_type(), Type::TEXT),
@@ -587,16 +622,22 @@ impl EventStore for PostgresStore {
                     (&limit, Type::INT8),
                 ],
             )
-            .await
-            .context("cannot read a stream")?;
+            .await?;
         let page = rows::events(&rows)?;
         kit::check_stream_page(stream, from, &page)?;
         Ok(page)
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
-        let client = self.client("cannot read a stream's version").await?;
-        self.stream_version_on(&client, stream).await
+        let rows = self
+            .query(
+                "cannot read a stream's version",
+                &self.inner.sql.stream_version,
+                &[(&stream.stream_type(), Type::TEXT), (&stream.id(), Type::TEXT)],
+            )
+            .await?;
+        let row = rows.first().ok_or_else(|| backend(BackendErrorKind::Other, "a stream's version read no row"))?;
+        rows::counter(row, 0, "events.stream_version").map(Version)
     }
 
     /// See the crate docs for why resuming from `next` never skips an event.
@@ -617,9 +658,9 @@ impl EventStore for PostgresStore {
         let limit_value = saturating_i64(limit as u64);
         let stream_types = (!filter.stream_types.is_empty()).then_some(filter.stream_types.as_slice());
         let event_types = (!filter.event_types.is_empty()).then_some(filter.event_types.as_slice());
-        let client = self.client("cannot read all events").await?;
-        let rows = client
-            .query_typed(
+        let rows = self
+            .query(
+                "cannot read all events",
                 &self.inner.sql.read_all,
                 &[
                     (&lower, Type::INT8),
@@ -628,8 +669,7 @@ impl EventStore for PostgresStore {
                     (&event_types, Type::TEXT_ARRAY),
                 ],
             )
-            .await
-            .context("cannot read all events")?;
+            .await?;
         let Some(first) = rows.first() else {
             return Err(impossible_frontier("missing (the `head` row of the store's schema is gone)"));
         };
@@ -637,7 +677,12 @@ impl EventStore for PostgresStore {
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
             if !rows::no_event(row, 1) {
-                events.push(rows::event(row, 1)?);
+                let event = rows::event(row, 1)?;
+                if !rows::has_predecessor(row, 1 + rows::EVENT_COLUMN_COUNT) && event.stream_version.0 > 1 {
+                    let previous = Version(event.stream_version.0 - 1);
+                    return Err(kit::version_gap(&event.stream, previous, "nothing", Some(event.position)));
+                }
+                events.push(event);
             }
         }
         kit::check_all_page(Position(after), &events)?;
@@ -657,9 +702,7 @@ impl EventStore for PostgresStore {
     }
 
     async fn head(&self) -> Result<Checkpoint, StoreError> {
-        let client = self.client("cannot read the store's last position").await?;
-        let rows =
-            client.query_typed(&self.inner.sql.head, &[]).await.context("cannot read the store's last position")?;
+        let rows = self.query("cannot read the store's last position", &self.inner.sql.head, &[]).await?;
         let Some(row) = rows.first() else {
             return Err(impossible_frontier("missing (the `head` row of the store's schema is gone)"));
         };
@@ -670,43 +713,37 @@ impl EventStore for PostgresStore {
     }
 
     async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
-        let client = self.client("cannot look up an event id").await?;
-        let rows = client
-            .query_typed(&self.inner.sql.find_event, &[(&event_id, Type::UUID)])
-            .await
-            .context("cannot look up an event id")?;
+        let rows =
+            self.query("cannot look up an event id", &self.inner.sql.find_event, &[(&event_id, Type::UUID)]).await?;
         rows.first().map(|row| rows::event(row, 0)).transpose()
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
         let version = to_sql_integer(snapshot.version.0, "snapshot version")?;
         let snapshot_version = i64::from(snapshot.snapshot_version);
-        let client = self.client("cannot save a snapshot").await?;
-        client
-            .query_typed(
-                &self.inner.sql.save_snapshot,
-                &[
-                    (&snapshot.stream.stream_type(), Type::TEXT),
-                    (&snapshot.stream.id(), Type::TEXT),
-                    (&version, Type::INT8),
-                    (&snapshot_version, Type::INT8),
-                    (&snapshot.state, Type::TEXT),
-                ],
-            )
-            .await
-            .context("cannot save a snapshot")?;
+        self.query(
+            "cannot save a snapshot",
+            &self.inner.sql.save_snapshot,
+            &[
+                (&snapshot.stream.stream_type(), Type::TEXT),
+                (&snapshot.stream.id(), Type::TEXT),
+                (&version, Type::INT8),
+                (&snapshot_version, Type::INT8),
+                (&snapshot.state, Type::TEXT),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        let client = self.client("cannot load a snapshot").await?;
-        let rows = client
-            .query_typed(
+        let rows = self
+            .query(
+                "cannot load a snapshot",
                 &self.inner.sql.load_snapshot,
                 &[(&stream.stream_type(), Type::TEXT), (&stream.id(), Type::TEXT)],
             )
-            .await
-            .context("cannot load a snapshot")?;
+            .await?;
         rows.first().map(|row| rows::snapshot(stream, row)).transpose()
     }
 }

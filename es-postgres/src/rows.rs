@@ -67,6 +67,15 @@ fn positive(value: i64) -> Result<u64, String> {
     }
 }
 
+/// How many columns `schema::EVENT_COLUMNS` has.
+pub(crate) const EVENT_COLUMN_COUNT: usize = 10;
+
+/// The `has_predecessor` flag of a read of all events at column `index`; a value that does not
+/// read counts as missing, so the read reports the gap rather than hand the event out.
+pub(crate) fn has_predecessor(row: &Row, index: usize) -> bool {
+    matches!(row.try_get::<_, Option<bool>>(index), Ok(Some(true)))
+}
+
 /// Whether the event columns starting at `offset` are all NULL (the empty side of an outer
 /// join).
 pub(crate) fn no_event(row: &Row, offset: usize) -> bool {

@@ -126,9 +126,19 @@ impl Sql {
             // The frontier and the page in one statement, so in one snapshot: every position up
             // to `last_position` is committed and visible in it (crate docs, "Reading all events").
             // A NULL list admits everything; lists are bound as arrays, never spliced in.
+            //
+            // The last column says whether the event's predecessor in its stream is stored before
+            // it (one probe of the stream index per row), so that a version gap is `Corrupt` on
+            // this read path too, even where the filter or a page boundary hides the predecessor.
             read_all: format!(
                 "SELECT h.last_position, e.* FROM {s}.head h LEFT JOIN LATERAL (
-                    SELECT {cols} FROM {s}.events
+                    SELECT {cols},
+                           (ev.stream_version <= 1 OR EXISTS (
+                               SELECT 1 FROM {s}.events p
+                               WHERE p.stream_type = ev.stream_type AND p.stream_id = ev.stream_id
+                                 AND p.stream_version = ev.stream_version - 1 AND p.position < ev.position
+                           )) AS has_predecessor
+                    FROM {s}.events ev
                     WHERE position > $1 AND position <= h.last_position
                       AND ($3::text[] IS NULL OR stream_type = ANY($3))
                       AND ($4::text[] IS NULL OR event_type = ANY($4))
@@ -307,6 +317,11 @@ mod tests {
         for bad in ["", "1es", "Es", "es-test", "es\"; DROP", "pg_catalog", "é", &"a".repeat(64)] {
             assert!(check_identifier(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_row_reader_knows_how_many_event_columns_there_are() {
+        assert_eq!(EVENT_COLUMNS.split(',').count(), crate::rows::EVENT_COLUMN_COUNT);
     }
 
     #[test]
