@@ -14,7 +14,6 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use deadpool_postgres::{Pool, PoolError};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
@@ -22,7 +21,8 @@ use uuid::Uuid;
 use es_core::store::{BackendError, BackendErrorKind, CorruptProblem, Corruption};
 use es_core::{NewEvent, StoreError, StreamId};
 
-use crate::error::{pg_error, pool_error, unique_violation};
+use crate::error::{pg_error, unique_violation};
+use crate::pool::{self, ConnectErrors, Pool};
 use crate::rows;
 
 /// The most rows one group statement carries.
@@ -64,7 +64,7 @@ impl Committer {
     ///
     /// # Errors
     /// A backend error outside a Tokio runtime.
-    pub(crate) fn start(pool: Pool, insert_sql: Arc<str>) -> Result<Self, StoreError> {
+    pub(crate) fn start(pool: Pool, errors: ConnectErrors, insert_sql: Arc<str>) -> Result<Self, StoreError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|error| {
             StoreError::from(
                 BackendError::new(BackendErrorKind::Other, "PostgresStore needs a Tokio runtime: connect inside one")
@@ -72,7 +72,7 @@ impl Committer {
             )
         })?;
         let (requests, receiver) = mpsc::unbounded_channel();
-        runtime.spawn(run(pool, insert_sql, receiver));
+        runtime.spawn(run(pool, errors, insert_sql, receiver));
         Ok(Self { requests })
     }
 
@@ -97,7 +97,7 @@ impl Committer {
     }
 }
 
-async fn run(pool: Pool, insert_sql: Arc<str>, mut receiver: mpsc::UnboundedReceiver<Request>) {
+async fn run(pool: Pool, errors: ConnectErrors, insert_sql: Arc<str>, mut receiver: mpsc::UnboundedReceiver<Request>) {
     while let Some(first) = receiver.recv().await {
         let mut rows = first.job.events.len();
         let mut group = vec![first];
@@ -111,12 +111,12 @@ async fn run(pool: Pool, insert_sql: Arc<str>, mut receiver: mpsc::UnboundedRece
             }
         }
         let recorded_at = rows::to_micros(SystemTime::now());
-        let result = match pool.get().await {
+        let result = match pool::get(&pool, &errors, "cannot append events").await {
             Ok(client) => {
                 let jobs: Vec<&Job> = group.iter().map(|request| &request.job).collect();
                 let result = insert(&client, &insert_sql, &jobs, recorded_at).await;
                 if let Err(InsertError::Pg(error)) = &result {
-                    crate::error::forget_if_lost(client, error);
+                    pool::release(client, error);
                 }
                 result
             }
@@ -141,7 +141,8 @@ pub(crate) async fn alone(client: &tokio_postgres::Client, insert_sql: &str, job
 
 enum InsertError {
     Pg(tokio_postgres::Error),
-    Pool(PoolError),
+    /// No connection came from the pool.
+    Pool(StoreError),
     /// The statement inserted another number of rows than it was given: only possible when the
     /// `head` row is gone (then it inserted none).
     NoFrontier,
@@ -226,7 +227,7 @@ fn outcomes(jobs: Vec<Job>, result: Result<u64, InsertError>, recorded_at: Syste
             Some(_) => jobs.into_iter().map(Outcome::Collided).collect(),
             None => shared_failure(jobs.len(), pg_error(context, error)),
         },
-        Err(InsertError::Pool(error)) => shared_failure(jobs.len(), pool_error(context, error)),
+        Err(InsertError::Pool(error)) => shared_failure(jobs.len(), error),
         Err(InsertError::NoFrontier) => jobs
             .iter()
             .map(|_| Outcome::Failed(impossible_frontier("missing (the `head` row of the store's schema is gone)")))

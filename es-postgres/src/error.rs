@@ -6,7 +6,6 @@
 use std::borrow::Cow;
 use std::error::Error as _;
 
-use deadpool_postgres::{PoolError, TimeoutType};
 use tokio_postgres::error::SqlState;
 
 use es_core::StoreError;
@@ -78,37 +77,9 @@ fn classify_code(code: &SqlState) -> BackendErrorKind {
     }
 }
 
-/// Drops `client` from its pool when `error` says its connection is gone (the server ended
-/// it, the network failed), so that no later call gets it: the pool's own check
-/// (`is_closed`) may not have noticed yet.
-pub(crate) fn forget_if_lost(client: deadpool_postgres::Object, error: &tokio_postgres::Error) {
-    if classify(error) == BackendErrorKind::Unavailable {
-        drop(deadpool_postgres::Object::take(client));
-    }
-}
-
 /// A classified backend error for `source`, explaining it with `context`.
 pub(crate) fn pg_error(context: impl Into<Cow<'static, str>>, source: tokio_postgres::Error) -> StoreError {
     BackendError::new(classify(&source), context).with_source(source).into()
-}
-
-/// A classified backend error for a connection the pool could not hand out.
-pub(crate) fn pool_error(context: impl Into<Cow<'static, str>>, error: PoolError) -> StoreError {
-    let context = context.into();
-    match error {
-        PoolError::Backend(source) => pg_error(context, source),
-        PoolError::Timeout(TimeoutType::Wait) => BackendError::new(
-            BackendErrorKind::PoolTimeout,
-            format!("{context}: every connection of the pool stayed busy for longer than its wait timeout"),
-        )
-        .into(),
-        PoolError::Timeout(TimeoutType::Create | TimeoutType::Recycle) => BackendError::new(
-            BackendErrorKind::Unavailable,
-            format!("{context}: the server did not answer a new connection in time"),
-        )
-        .into(),
-        other => BackendError::new(BackendErrorKind::Other, context).with_source(other).into(),
-    }
 }
 
 /// A backend error of `kind` with no driver error behind it.

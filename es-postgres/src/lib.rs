@@ -1,5 +1,5 @@
 //! [`PostgresStore`]: the production event store of [es](https://docs.rs/es), on PostgreSQL
-//! through tokio-postgres and a [deadpool](deadpool_postgres) connection pool.
+//! through tokio-postgres and a [`bb8`] connection pool ([`bb8_postgres`]).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), es_core::StoreError> {
@@ -103,10 +103,15 @@
 //!
 //! - **Tokio.** The store runs on Tokio: connect inside a Tokio runtime, which keeps the
 //!   pool's connections and the store's group-commit task.
-//! - **Pool.** [`PostgresStore::connect`] builds a deadpool pool (16 connections by default,
+//! - **Pool.** [`PostgresStore::connect`] builds a bb8 pool (16 connections by default,
 //!   [`PostgresOptions`]); [`PostgresStore::from_pool`] takes one you built (for TLS, say).
-//!   A call that finds every connection busy waits at most the pool's wait timeout and then
-//!   fails with [`BackendErrorKind::PoolTimeout`], which is transient.
+//!   A call that finds every connection busy waits at most the pool's wait timeout (bb8's
+//!   `connection_timeout`) and then fails with [`BackendErrorKind::PoolTimeout`], which is
+//!   transient; when bb8 could not open a connection meanwhile (the server went away, it
+//!   refuses the credentials), a pool built by `connect` says that instead, with the same
+//!   kinds as connecting does. A connection found closed, or that an error showed lost, leaves
+//!   the pool instead of going to the next call; connections are not otherwise tested when
+//!   taken (no round trip per call).
 //! - **No session state.** Every statement names the schema; the store sets no `search_path`,
 //!   uses no session advisory locks, no temporary tables, no `LISTEN`. Appends and reads are
 //!   single statements in their own implicit transactions; only the migration on connect is a
@@ -162,6 +167,7 @@
 
 mod commit;
 mod error;
+mod pool;
 mod rows;
 mod schema;
 
@@ -169,7 +175,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use bb8_postgres::PostgresConnectionManager;
 use tokio_postgres::NoTls;
 use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
@@ -181,10 +187,12 @@ use es_core::{
     StreamId, Version,
 };
 
-pub use deadpool_postgres;
+pub use bb8;
+pub use bb8_postgres;
 pub use tokio_postgres;
 
-use crate::error::{Context, backend, pg_error, pool_error};
+use crate::error::{Context, backend, pg_error};
+use crate::pool::{Conn, ConnectErrors, Pool};
 use crate::schema::Sql;
 
 /// How an append whose insert collided with a concurrent writer is tried again before giving
@@ -261,6 +269,8 @@ pub struct PostgresStore {
 
 struct Inner {
     pool: Pool,
+    /// What bb8 last failed to connect with (fed only by pools `connect_with` builds).
+    errors: ConnectErrors,
     sql: Sql,
     /// Inserts the appends that are ready together ([`commit`]).
     committer: commit::Committer,
@@ -316,48 +326,55 @@ impl PostgresStore {
             config.connect_timeout(options.connect_timeout);
         }
         let location = describe(&config);
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager)
-            .max_size(options.max_connections)
-            .wait_timeout(Some(options.wait_timeout))
-            .create_timeout(Some(options.connect_timeout))
-            .recycle_timeout(Some(options.connect_timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|error| {
-                StoreError::from(
-                    es_core::store::BackendError::new(
-                        BackendErrorKind::Other,
-                        format!("cannot build a connection pool for {location}"),
-                    )
-                    .with_source(error),
-                )
-            })?;
-        Self::open(pool, options.schema, location).await
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(no_runtime());
+        }
+        let errors = ConnectErrors::default();
+        let pool = pool::build(config, options.max_connections, options.wait_timeout, &errors);
+        Self::open(pool, errors, options.schema, location).await
     }
 
     /// Opens the store in `schema` of the database `pool` connects to, creating or migrating
-    /// it. Build the pool with a wait timeout (and a runtime), or a call that finds it
-    /// exhausted waits for ever.
+    /// it. A call that finds the pool exhausted waits at most its `connection_timeout` (30
+    /// seconds unless you set it) and then fails with [`BackendErrorKind::PoolTimeout`].
+    /// bb8 tests a connection with a round trip every time one is taken unless the pool is
+    /// built with `test_on_check_out(false)`; the store drops closed connections itself, so
+    /// that setting is safe.
     ///
     /// # Errors
     /// As [`PostgresStore::connect_with`].
-    pub async fn from_pool(pool: Pool, schema: &str) -> Result<Self, StoreError> {
+    pub async fn from_pool(
+        pool: bb8::Pool<PostgresConnectionManager<NoTls>>,
+        schema: &str,
+    ) -> Result<Self, StoreError> {
         schema::check_identifier(schema)?;
-        Self::open(pool, schema.to_owned(), "the database of the given pool".to_owned()).await
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(no_runtime());
+        }
+        Self::open(pool, ConnectErrors::default(), schema.to_owned(), "the database of the given pool".to_owned()).await
     }
 
-    async fn open(pool: Pool, schema: String, location: String) -> Result<Self, StoreError> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(backend(BackendErrorKind::Other, "PostgresStore needs a Tokio runtime: connect inside one"));
-        }
-        let mut client = pool.get().await.map_err(|error| connect_error(&location, error))?;
+    async fn open(pool: Pool, errors: ConnectErrors, schema: String, location: String) -> Result<Self, StoreError> {
+        // The first connection is opened here rather than by the pool, whose background
+        // connects report their errors only to its sink: this one says why it failed.
+        let wait = pool.config().connection_timeout;
+        let mut client = match tokio::time::timeout(wait, pool.dedicated_connection()).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(error)) => return Err(connect_error(&location, error)),
+            Err(_) => {
+                return Err(backend(
+                    BackendErrorKind::Unavailable,
+                    format!("cannot connect to {location}: the server did not answer in time"),
+                ));
+            }
+        };
         let id = schema::migrate(&mut client, &schema).await?;
-        drop(client);
+        // It becomes the pool's first connection (dropped instead if the pool is full).
+        let _ = pool.add(client);
         let sql = Sql::new(&schema);
-        let committer = commit::Committer::start(pool.clone(), Arc::from(sql.insert.as_str()))?;
+        let committer = commit::Committer::start(pool.clone(), errors.clone(), Arc::from(sql.insert.as_str()))?;
         let origin = StoreOrigin::new("postgres", id);
-        Ok(Self { inner: Arc::new(Inner { pool, sql, committer, schema, location, origin }) })
+        Ok(Self { inner: Arc::new(Inner { pool, errors, sql, committer, schema, location, origin }) })
     }
 
     /// The schema the store's tables are in.
@@ -368,12 +385,12 @@ impl PostgresStore {
 
     /// The pool the store draws its connections from.
     #[must_use]
-    pub fn pool(&self) -> &Pool {
+    pub fn pool(&self) -> &bb8::Pool<PostgresConnectionManager<NoTls>> {
         &self.inner.pool
     }
 
-    async fn client(&self, context: &'static str) -> Result<Object, StoreError> {
-        self.inner.pool.get().await.map_err(|error| pool_error(context, error))
+    async fn client(&self, context: &'static str) -> Result<Conn, StoreError> {
+        pool::get(&self.inner.pool, &self.inner.errors, context).await
     }
 
     /// One statement on a connection of the pool; a connection found lost is dropped from the
@@ -388,13 +405,13 @@ impl PostgresStore {
         match client.query_typed(sql, params).await {
             Ok(rows) => Ok(rows),
             Err(error) => {
-                error::forget_if_lost(client, &error);
+                pool::release(client, &error);
                 Err(pg_error(context, error))
             }
         }
     }
 
-    async fn stream_version_on(&self, client: &Object, stream: &StreamId) -> Result<Version, StoreError> {
+    async fn stream_version_on(&self, client: &Conn, stream: &StreamId) -> Result<Version, StoreError> {
         let rows = client
             .query_typed(
                 &self.inner.sql.stream_version,
@@ -407,7 +424,7 @@ impl PostgresStore {
     }
 
     /// The stored events under the batch's ids, as [`resolve_retry`] wants them.
-    async fn existing(&self, client: &Object, events: &[NewEvent]) -> Result<Vec<Option<StoredEvent>>, StoreError> {
+    async fn existing(&self, client: &Conn, events: &[NewEvent]) -> Result<Vec<Option<StoredEvent>>, StoreError> {
         let ids = kit::batch_ids(events);
         let rows = client
             .query_typed(&self.inner.sql.find_events, &[(&ids, Type::UUID_ARRAY)])
@@ -419,20 +436,20 @@ impl PostgresStore {
 }
 
 /// The message for a first connection that failed, naming the server without its password.
-fn connect_error(location: &str, error: deadpool_postgres::PoolError) -> StoreError {
-    let kind_hint = match &error {
-        deadpool_postgres::PoolError::Backend(source) => Some(error::classify(source)),
-        _ => None,
-    };
-    let context = match kind_hint {
-        Some(BackendErrorKind::NotADatabase) => format!("cannot connect to {location}: the database does not exist"),
-        Some(BackendErrorKind::Authentication) => {
+fn connect_error(location: &str, error: tokio_postgres::Error) -> StoreError {
+    let context = match error::classify(&error) {
+        BackendErrorKind::NotADatabase => format!("cannot connect to {location}: the database does not exist"),
+        BackendErrorKind::Authentication => {
             format!("cannot connect to {location}: the server refused the user or password")
         }
-        Some(BackendErrorKind::Unavailable) => format!("cannot connect to {location}: the server cannot be reached"),
+        BackendErrorKind::Unavailable => format!("cannot connect to {location}: the server cannot be reached"),
         _ => format!("cannot connect to {location}"),
     };
-    pool_error(context, error)
+    pg_error(context, error)
+}
+
+fn no_runtime() -> StoreError {
+    backend(BackendErrorKind::Other, "PostgresStore needs a Tokio runtime: connect inside one")
 }
 
 /// `postgres://user@host:port/database` for a parsed configuration: never the password.
@@ -581,15 +598,8 @@ impl EventStore for PostgresStore {
                     // group collided): read the stream again.
                     held = Some(client);
                 }
-                commit::Outcome::Failed(error) => {
-                    if error.is_transient()
-                        && let Some(client) = held.take()
-                        && client.is_closed()
-                    {
-                        drop(Object::take(client));
-                    }
-                    return Err(error);
-                }
+                // A held connection that was lost leaves the pool as it is dropped.
+                commit::Outcome::Failed(error) => return Err(error),
             }
         }
         Err(backend(

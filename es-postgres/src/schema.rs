@@ -2,7 +2,7 @@
 //! the version kept in the schema's own `meta` table, and the forward migrations run on
 //! connect.
 
-use deadpool_postgres::Object;
+use tokio_postgres::Client;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -182,7 +182,7 @@ fn lock_key(schema: &str) -> i64 {
 ///
 /// A schema already at the current version is only read: no lock, no DDL, so connecting does
 /// not queue behind another process's migration check and works on a read-only hot standby.
-pub(crate) async fn migrate(client: &mut Object, schema: &str) -> Result<Uuid, StoreError> {
+pub(crate) async fn migrate(client: &mut Client, schema: &str) -> Result<Uuid, StoreError> {
     let s = quote(schema);
     if let Some(id) = current(client, schema, &s).await? {
         return Ok(id);
@@ -232,7 +232,7 @@ pub(crate) async fn migrate(client: &mut Object, schema: &str) -> Result<Uuid, S
 
 /// The store's id when `schema` exists at the current version; `None` when it must be created
 /// or migrated.
-async fn current(client: &Object, schema: &str, s: &str) -> Result<Option<Uuid>, StoreError> {
+async fn current(client: &Client, schema: &str, s: &str) -> Result<Option<Uuid>, StoreError> {
     let table = format!("{s}.meta");
     let exists = client
         .query_typed("SELECT to_regclass($1) IS NOT NULL", &[(&table, Type::TEXT)])
@@ -286,7 +286,7 @@ fn parse_id(text: &str) -> Result<Uuid, StoreError> {
 }
 
 async fn read_meta(
-    transaction: &deadpool_postgres::Transaction<'_>,
+    transaction: &tokio_postgres::Transaction<'_>,
     schema: &str,
     key: &str,
 ) -> Result<Option<String>, StoreError> {

@@ -7,14 +7,14 @@ use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, Runtime};
 use es_core::store::BackendErrorKind;
 use es_core::testing::counter::Counter;
 use es_core::{
     Checkpoint, DecodeErrorKind, EventStore, ExpectedVersion, Metadata, NewEvent, RawEvent, ReadAllFilter, Snapshot,
     StoreError, StoredEvent, StreamId, Version, decode_record,
 };
-use es_postgres::{PostgresOptions, PostgresStore};
+use es_postgres::bb8_postgres::PostgresConnectionManager;
+use es_postgres::{PostgresOptions, PostgresStore, bb8};
 use tokio_postgres::NoTls;
 
 fn stream(id: &str) -> StreamId {
@@ -239,12 +239,11 @@ async fn connection_failures_are_typed_and_never_show_the_password() {
 #[tokio::test]
 async fn an_exhausted_pool_times_out_and_says_so() {
     let config: tokio_postgres::Config = common::database_url().parse().expect("DATABASE_URL is not a URL");
-    let manager = Manager::from_config(config, NoTls, ManagerConfig::default());
-    let pool = Pool::builder(manager)
+    let pool = bb8::Pool::builder()
         .max_size(1)
-        .wait_timeout(Some(Duration::from_millis(200)))
-        .runtime(Runtime::Tokio1)
-        .build()
+        .connection_timeout(Duration::from_millis(200))
+        .build(PostgresConnectionManager::new(config, NoTls))
+        .await
         .expect("pool");
     let store = PostgresStore::from_pool(pool.clone(), &common::unique_schema("pool")).await.expect("open failed");
     let held = pool.get().await.expect("a connection");
@@ -556,5 +555,28 @@ async fn an_append_whose_connection_is_killed_leaves_nothing() {
     assert!(everything(&store).await.is_empty(), "nothing of the batch is stored");
     let appended = store.append(&stream("doomed"), ExpectedVersion::NoStream, events(5)).await.expect("append again");
     assert_eq!(appended.events[0].position.0, 1);
+    common::drop_schema(&store).await;
+}
+
+/// An idle connection of the pool that the server ended is not handed to the next call: the
+/// pool opens a new one and the call goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_the_server_ended_leaves_the_pool() {
+    let store = common::store_with("idle_killed", PostgresOptions::new().max_connections(1)).await;
+    assert_eq!(store.stream_version(&stream("a")).await.expect("first call"), Version::NONE);
+    let admin = common::raw_client().await;
+    let killed = admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query LIKE $1",
+            &[&format!("%{}%", store.schema())],
+        )
+        .await
+        .expect("terminate");
+    assert_eq!(killed, 1, "the pool's one connection");
+    // Let the driver see the end of the connection.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(store.stream_version(&stream("a")).await.expect("a new connection"), Version::NONE);
+    store.append(&stream("a"), ExpectedVersion::NoStream, events(1)).await.expect("append");
+    assert_eq!(store.pool().state().connections, 1, "still at most one connection");
     common::drop_schema(&store).await;
 }
