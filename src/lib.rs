@@ -126,6 +126,13 @@ pub use es_postgres::{PostgresOptions, PostgresStore};
 pub use es_sqlite::SqliteStore;
 pub use uuid::Uuid;
 
+/// The serde es uses: snapshot state derives `Serialize` and `Deserialize` from `es::prelude`
+/// with `#[serde(crate = "es::serde")]`, so that a crate needs no serde dependency of its own.
+pub use serde;
+/// The serde_json es uses: JSON upcasters (`upcast_json`) take and return
+/// `es::serde_json::Value`.
+pub use serde_json;
+
 #[cfg(feature = "testing")]
 pub use es_core::conformance_suite;
 

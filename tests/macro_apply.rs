@@ -30,7 +30,7 @@ pub struct Shipped {}
 
 /// An order, with its handlers in one `#[es::apply]` block.
 #[derive(Aggregate, Default, Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(crate = "es::__private::serde")]
+#[serde(crate = "es::serde")]
 #[aggregate(
     id = Uuid,
     events(shop::Placed as OrderPlaced, warehouse::Placed as PalletsPlaced, Shipped),

@@ -26,7 +26,7 @@ pub struct LabelPrinted {
 
 /// Inline fields of a label.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(crate = "es::__private::serde")]
+#[serde(crate = "es::serde")]
 pub struct Extra {
     /// The paper size.
     pub paper: String,

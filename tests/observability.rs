@@ -19,7 +19,7 @@ pub struct Worked {}
 
 /// Counts work; snapshotted every 2 events.
 #[derive(Aggregate, Default, Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(crate = "es::__private::serde")]
+#[serde(crate = "es::serde")]
 #[aggregate(id = String, events(Worked), snapshot(every = 2, version = 1))]
 pub struct Worker {
     done: u64,

@@ -21,7 +21,7 @@ pub struct Counted {
 
 /// Counts what was delivered; snapshotted often, so that races meet snapshot boundaries.
 #[derive(Aggregate, Default, Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(crate = "es::__private::serde")]
+#[serde(crate = "es::serde")]
 #[aggregate(id = String, events(Counted), snapshot(every = 7, version = 1))]
 pub struct Tally {
     count: u64,

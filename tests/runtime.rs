@@ -197,7 +197,7 @@ async fn counters_need_no_subscriber() {
 
     /// Snapshotted every 2 events.
     #[derive(Aggregate, Default, Debug, Clone, PartialEq, Serialize, Deserialize)]
-    #[serde(crate = "es::__private::serde")]
+    #[serde(crate = "es::serde")]
     #[aggregate(id = String, events(Worked), snapshot(every = 2, version = 1))]
     pub struct Worker {
         done: u64,

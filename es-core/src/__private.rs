@@ -349,7 +349,7 @@ pub trait Versioned<const N: u32> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` declares `snapshot(...)` but its state cannot be stored",
     label = "the state must implement `Serialize` and `Deserialize`",
-    note = "add `#[derive(Serialize, Deserialize)]` and `#[serde(crate = \"es::__private::serde\")]` below `#[derive(Aggregate)]` on `{Self}` (both work with `use es::prelude::*;` and no serde dependency), or remove `snapshot(...)`"
+    note = "add `#[derive(Serialize, Deserialize)]` and `#[serde(crate = \"es::serde\")]` below `#[derive(Aggregate)]` on `{Self}` (both work with `use es::prelude::*;` and no serde dependency), or remove `snapshot(...)`"
 )]
 pub trait SnapshotState: Sized {
     /// Serializes a snapshot of the state.

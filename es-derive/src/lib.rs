@@ -140,7 +140,7 @@ pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// /// A customer's bank account.
 /// #[derive(Aggregate, Default, Debug, Clone, PartialEq, Serialize, Deserialize)]
-/// #[serde(crate = "es::__private::serde")]
+/// #[serde(crate = "es::serde")]
 /// #[aggregate(
 ///     id = Uuid,
 ///     events(AccountOpened, MoneyDeposited),
@@ -196,7 +196,7 @@ pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | `id = Type` | required; the id of one aggregate (its `Display` is the stream id) |
 /// | `events(A, b::B as OtherB, ...)` | required; the events it applies, each with an `Apply<E>`; `as` names the enum's variant (the last path segment by default) |
 /// | `error = Type` | the error its commands return; `Infallible` by default |
-/// | `snapshot(every = N, version = V)` | snapshot the state every N events in version V of its shape; the state then derives `Serialize` and `Deserialize` (from `es::prelude`; with `#[serde(crate = "es::__private::serde")]` when serde is not a dependency of your crate) |
+/// | `snapshot(every = N, version = V)` | snapshot the state every N events in version V of its shape; the state then derives `Serialize` and `Deserialize` (from `es::prelude`; with `#[serde(crate = "es::serde")]` when serde is not a dependency of your crate) |
 /// | `event_enum = Name` | the generated enum's name; `<Aggregate>Event` by default |
 /// | `name = "..."` | the stream type; the struct's name by default |
 /// | `crate = path` | where the `es` crate is, if renamed |
