@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use crate::store::kit::{self, resolve_retry};
 use crate::store::{
-    AllEventsPage, Appended, Checkpoint, EventStore, ExpectedVersion, NewEvent, Position, ReadAllFilter, Snapshot,
-    StoreError, StoreOrigin, StoredEvent, StreamId, Version,
+    AllEventsPage, Appended, Checkpoint, CommitSignal, EventStore, ExpectedVersion, NewEvent, Position, ReadAllFilter,
+    Snapshot, StoreError, StoreOrigin, StoredEvent, StreamId, Version,
 };
 
 /// An [`EventStore`] in memory. Clones share the same events.
@@ -33,6 +33,7 @@ use crate::store::{
 pub struct InMemoryStore {
     inner: Arc<Mutex<Inner>>,
     origin: StoreOrigin,
+    committed: CommitSignal,
 }
 
 impl Default for InMemoryStore {
@@ -61,7 +62,11 @@ impl InMemoryStore {
     /// An empty store.
     #[must_use]
     pub fn new() -> Self {
-        Self { inner: Arc::default(), origin: StoreOrigin::new("memory", Uuid::new_v4()) }
+        Self {
+            inner: Arc::default(),
+            origin: StoreOrigin::new("memory", Uuid::new_v4()),
+            committed: CommitSignal::new(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -126,6 +131,8 @@ impl EventStore for InMemoryStore {
                 inner.streams.insert(stream.clone(), (first..end).collect());
             }
         }
+        drop(inner);
+        self.committed.notify();
         Ok(Appended::written(committed))
     }
 
@@ -192,5 +199,9 @@ impl EventStore for InMemoryStore {
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
         Ok(self.lock().snapshots.get(stream).cloned())
+    }
+
+    fn commit_signal(&self) -> Option<CommitSignal> {
+        Some(self.committed.clone())
     }
 }
