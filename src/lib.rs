@@ -112,6 +112,8 @@
 //!
 //! Each one's page lists every key, what it generates and an example.
 
+pub use es_core::projection;
+pub use es_core::projection::{Handle, HandlerError, Projection};
 pub use es_core::{
     Aggregate, AppendOutcome, Appended, Apply, Checkpoint, CommandOptions, CommandResult, DecodeError, DecodeErrorKind,
     Envelope, Event, EventSet, EventStore, Executed, ExpectedVersion, InMemoryStore, IntoEvents, Loaded, Metadata,
@@ -119,7 +121,7 @@ pub use es_core::{
     StoreError, StoredEvent, StreamId, UpcastError, Version, decode_raw, decode_record, record, repository, schema,
     store, timer,
 };
-pub use es_derive::{Aggregate, apply, event};
+pub use es_derive::{Aggregate, Projection, apply, event};
 #[cfg(feature = "postgres")]
 pub use es_postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "sqlite")]
@@ -142,7 +144,10 @@ pub mod testing {
 /// What domain code needs: `use es::prelude::*;`. The harness is in [`testing`],
 /// the store contract in [`store`].
 pub mod prelude {
-    pub use crate::{Aggregate, Apply, CommandOptions, Event, Repository, RetryPolicy, Uuid, Version, event};
+    pub use crate::{
+        Aggregate, Apply, CommandOptions, Envelope, Event, Handle, HandlerError, Projection, Repository, RetryPolicy,
+        Uuid, Version, event,
+    };
     pub use serde::{Deserialize, Serialize};
 }
 

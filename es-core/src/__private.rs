@@ -13,6 +13,9 @@ pub use crate::schema::{AggregateSchema, ContainerSchema, EventSchema, FieldSche
 
 pub use crate::schema::JsonUpcaster;
 
+pub use crate::projection::{DispatchError, Handle, Projection, Selected, decode_event, selected_index};
+pub use crate::record::StoredEvent;
+
 /// Reads a payload of exactly the struct's own version.
 #[inline]
 pub fn decode_current<E: serde::de::DeserializeOwned>(
@@ -376,4 +379,42 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> SnapshotState for T {
     fn decode_state(state: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(state)
     }
+}
+
+/// Whether event `index` of a projection's selection is read from the same records as an
+/// earlier one (a stored name or alias in common, in streams of a type both read): the message
+/// that names both, or `None`.
+#[must_use]
+pub const fn selection_clash(projection: &str, index: usize, selection: &[Selected]) -> Option<ConstMessage> {
+    let later = selection[index];
+    let mut earlier = 0;
+    while earlier < index {
+        let first = selection[earlier];
+        let same_streams = match (first.stream_type, later.stream_type) {
+            (Some(a), Some(b)) => str_eq(a, b),
+            _ => true,
+        };
+        let names: [ListedName; 2] = [
+            (first.rust_type, first.event_type, first.aliases, 0),
+            (later.rust_type, later.event_type, later.aliases, 0),
+        ];
+        if same_streams && let Some((_, name)) = shared_name(1, &names) {
+            return Some(
+                ConstMessage::new()
+                    .push("`")
+                    .push(later.rust_type)
+                    .push("` and `")
+                    .push(first.rust_type)
+                    .push("` in `")
+                    .push(projection)
+                    .push("` both read records stored as \"")
+                    .push(name)
+                    .push("\", so a record could not tell which handler it is for: list each once, or say which aggregate each comes from, `events(")
+                    .push(later.rust_type)
+                    .push(" in TheirAggregate)`"),
+            );
+        }
+        earlier += 1;
+    }
+    None
 }

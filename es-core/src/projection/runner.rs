@@ -2,6 +2,7 @@
 //! events, in batches, saving the checkpoint after each; and the handle that watches it.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -413,23 +414,32 @@ impl<P: Projection, S: EventStore, C: CheckpointStore> ProjectionRunner<P, S, C>
     ///
     /// # Errors
     /// The [`ProjectionError`] that stopped it.
-    pub async fn run(self) -> Result<(), Arc<ProjectionError>> {
+    ///
+    /// Dropping the future (an aborted or panicked task), even before it was first polled,
+    /// marks the runner [`RunState::Abandoned`].
+    pub fn run(self) -> impl Future<Output = Result<(), Arc<ProjectionError>>> + Send
+    where
+        P: Send,
+        S: EventStore,
+    {
         let guard = RunGuard(Arc::clone(&self.shared));
-        let result = self.run_inner().await;
-        let outcome = match result {
-            Ok(()) => {
-                self.shared.update(|p| p.state = RunState::Stopped);
-                Ok(())
-            }
-            Err(error) => {
-                let error = Arc::new(error);
-                tracing::error!(projection = P::NAME, error = %error, "projection stopped");
-                self.shared.update(|p| p.state = RunState::Failed(Arc::clone(&error)));
-                Err(error)
-            }
-        };
-        drop(guard);
-        outcome
+        async move {
+            let result = self.run_inner().await;
+            let outcome = match result {
+                Ok(()) => {
+                    self.shared.update(|p| p.state = RunState::Stopped);
+                    Ok(())
+                }
+                Err(error) => {
+                    let error = Arc::new(error);
+                    tracing::error!(projection = P::NAME, error = %error, "projection stopped");
+                    self.shared.update(|p| p.state = RunState::Failed(Arc::clone(&error)));
+                    Err(error)
+                }
+            };
+            drop(guard);
+            outcome
+        }
     }
 
     fn lock_projection(&self) -> MutexGuard<'_, P> {
