@@ -13,7 +13,7 @@ pub use crate::schema::{AggregateSchema, ContainerSchema, EventSchema, FieldSche
 
 pub use crate::schema::JsonUpcaster;
 
-pub use crate::projection::{DispatchError, Handle, Projection, Selected, decode_event, selected_index};
+pub use crate::projection::{DispatchError, Handle, Projection, Selected, selected_index};
 pub use crate::record::StoredEvent;
 
 /// Reads a payload of exactly the struct's own version.
@@ -417,4 +417,29 @@ pub const fn selection_clash(projection: &str, index: usize, selection: &[Select
         earlier += 1;
     }
     None
+}
+
+/// [`decode_event`](crate::projection::decode_event) for generated code: bound by
+/// [`EventOps`], so that a listed type that is not an event is the one error of `EventOps`.
+///
+/// # Errors
+/// A [`DecodeError`](crate::DecodeError) naming the stream, the version and the event type.
+pub fn decode_listed<E: EventOps>(record: &StoredEvent) -> Result<crate::record::Envelope<E>, crate::DecodeError> {
+    let raw = &record.event;
+    let event = E::decode_payload(raw.schema_version, &raw.payload).map_err(|kind| crate::DecodeError {
+        stream: record.stream.clone(),
+        stream_version: record.stream_version,
+        event_type: raw.event_type.clone(),
+        schema_version: raw.schema_version,
+        kind,
+    })?;
+    Ok(crate::record::Envelope {
+        position: record.position,
+        stream: record.stream.clone(),
+        stream_version: record.stream_version,
+        event_id: record.event_id,
+        metadata: record.metadata.clone(),
+        recorded_at: record.recorded_at,
+        event,
+    })
 }

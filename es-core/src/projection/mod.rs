@@ -23,7 +23,7 @@ mod runner;
 
 use std::fmt;
 
-use crate::decode::{DecodeError, DecodeErrorKind};
+use crate::decode::DecodeError;
 use crate::event::Event;
 use crate::record::{Envelope, StoredEvent};
 use crate::store::ReadAllFilter;
@@ -158,23 +158,7 @@ pub fn selected_index(selection: &[Selected], record: &StoredEvent) -> Option<us
 /// A [`DecodeError`] naming the stream, the version and the event type; a schema version
 /// newer than `E` is [`DecodeErrorKind::FutureVersion`].
 pub fn decode_event<E: Event>(record: &StoredEvent) -> Result<Envelope<E>, DecodeError> {
-    let raw = &record.event;
-    let event = E::decode_payload(raw.schema_version, &raw.payload).map_err(|kind: DecodeErrorKind| DecodeError {
-        stream: record.stream.clone(),
-        stream_version: record.stream_version,
-        event_type: raw.event_type.clone(),
-        schema_version: raw.schema_version,
-        kind,
-    })?;
-    Ok(Envelope {
-        position: record.position,
-        stream: record.stream.clone(),
-        stream_version: record.stream_version,
-        event_id: record.event_id,
-        metadata: record.metadata.clone(),
-        recorded_at: record.recorded_at,
-        event,
-    })
+    crate::__private::decode_listed(record)
 }
 
 /// The store filter of a selection: every name and alias; the stream types only when every

@@ -52,7 +52,7 @@ pub fn tokens(model: &ast::Projection) -> TokenStream {
         let path = &event.path;
         quote_spanned! {event.span()=>
             ::core::option::Option::Some(#index) => {
-                let event = #p::decode_event::<#path>(record).map_err(#p::DispatchError::Decode)?;
+                let event = #p::decode_listed::<#path>(record).map_err(#p::DispatchError::Decode)?;
                 <Self as #p::Handle<#path>>::handle(self, &event).map_err(#p::DispatchError::Handler)?;
                 ::core::result::Result::Ok(true)
             }
