@@ -467,3 +467,24 @@ async fn wait_for_times_out_when_nothing_runs() {
     assert!(!handle.status().await.unwrap().is_healthy(u64::MAX));
     drop(runner);
 }
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_store_wakes_its_followers_on_commit() {
+    let store = es::SqliteStore::open_in_memory().unwrap();
+    // A poll interval no test would wait for: only the commit signal can wake the runner.
+    let options = ProjectionOptions { poll_interval: Duration::from_secs(3600), ..fast() };
+    let runner =
+        ProjectionRunner::new(Balances::default(), store.clone(), InMemoryCheckpointStore::new()).with_options(options);
+    let handle = runner.handle();
+    let task = tokio::spawn(runner.run());
+    handle.wait_for_head(WAIT).await.unwrap();
+    for n in 0..20 {
+        store.append(&account(&n.to_string()), ExpectedVersion::Any, vec![deposit(1)]).await.unwrap();
+        let head = store.head().await.unwrap();
+        handle.wait_for(&head, WAIT).await.unwrap();
+    }
+    assert_eq!(handle.read(|b| b.positions.len()), 20);
+    handle.stop();
+    task.await.unwrap().unwrap();
+}
