@@ -109,6 +109,10 @@
 //!   and the given/when/then entry points.
 //! - [`#[es::apply]`](macro@apply) on an `impl` block turns each handler method into an
 //!   `impl Apply<E>`.
+//! - [`#[derive(Projection)]`](derive@Projection) with `#[projection(name = ..., events(...))]`
+//!   implements [`Projection`](trait@Projection) for a read model, one [`Handle<E>`](Handle)
+//!   per event; a [`projection::ProjectionRunner`] keeps it up to date (catch-up, following,
+//!   retries, checkpoints, `wait_for`, status).
 //!
 //! Each one's page lists every key, what it generates and an example.
 
