@@ -488,3 +488,89 @@ async fn a_sqlite_store_wakes_its_followers_on_commit() {
     handle.stop();
     task.await.unwrap().unwrap();
 }
+
+/// A read model in the store's SQLite file: handlers keep their changes, and
+/// `SqliteCheckpoints` writes them with the checkpoint in one transaction.
+#[cfg(feature = "sqlite")]
+#[derive(Projection, Default, Debug)]
+#[projection(name = "sql_balances", events(MoneyDeposited))]
+pub struct SqlBalances {
+    pending: Vec<(String, u64)>,
+    /// Fails on a deposit of this amount.
+    fail_on: Option<u64>,
+}
+
+#[cfg(feature = "sqlite")]
+impl Handle<MoneyDeposited> for SqlBalances {
+    fn handle(&mut self, event: &Envelope<MoneyDeposited>) -> Result<(), HandlerError> {
+        if self.fail_on == Some(event.event.amount) {
+            return Err("refused".into());
+        }
+        self.pending.push((event.stream.id().to_owned(), event.event.amount));
+        Ok(())
+    }
+}
+
+#[cfg(feature = "sqlite")]
+fn flush_balances(tx: &es::rusqlite::Transaction<'_>, projection: &mut SqlBalances) -> Result<(), HandlerError> {
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS balances (account TEXT PRIMARY KEY, total INTEGER NOT NULL, deposits INTEGER NOT NULL)",
+    )?;
+    for (account, amount) in projection.pending.drain(..) {
+        tx.execute(
+            "INSERT INTO balances (account, total, deposits) VALUES (?1, ?2, 1)
+             ON CONFLICT (account) DO UPDATE SET total = total + excluded.total, deposits = deposits + 1",
+            (account, i64::try_from(amount)?),
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(feature = "sqlite")]
+async fn balances_table(store: &es::SqliteStore) -> Vec<(String, i64, i64)> {
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    store
+        .read(|tx| {
+            let mut statement = tx.prepare("SELECT account, total, deposits FROM balances ORDER BY account")?;
+            let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+            Ok::<_, Error>(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+        .unwrap()
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_failure_mid_batch_repeats_nothing_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bank.db");
+    let store = es::SqliteStore::open(&path).unwrap();
+    // 10 deposits of 1..=10 on two accounts; batches of 4: [1 2 3 4] [5 6 7 8] [9 10].
+    for amount in 1..=10 {
+        let stream = account(if amount % 2 == 0 { "even" } else { "odd" });
+        store.append(&stream, ExpectedVersion::Any, vec![deposit(amount)]).await.unwrap();
+    }
+    let options = ProjectionOptions { batch_size: 4, ..fast() };
+
+    // The handler fails on 6, in the middle of the second batch: the run stops, and only the
+    // first batch is in the table, with its checkpoint.
+    let checkpoints = es::SqliteCheckpoints::new(store.clone(), flush_balances).await.unwrap();
+    let failing = SqlBalances { fail_on: Some(6), ..SqlBalances::default() };
+    let runner = ProjectionRunner::new(failing, store.clone(), checkpoints).with_options(options.clone());
+    let error = runner.run().await.unwrap_err();
+    assert!(matches!(error.as_ref(), ProjectionError::Handler { event, .. } if event.position.0 == 6), "{error}");
+    assert_eq!(balances_table(&store).await, [("even".to_owned(), 6, 2), ("odd".to_owned(), 4, 2)]);
+
+    // After a restart (the same file, a new process), a clean run finishes the job: every
+    // deposit counted once.
+    drop(store);
+    let store = es::SqliteStore::open(&path).unwrap();
+    let checkpoints = es::SqliteCheckpoints::new(store.clone(), flush_balances).await.unwrap();
+    let runner = ProjectionRunner::new(SqlBalances::default(), store.clone(), checkpoints).with_options(options);
+    let handle = runner.handle();
+    let task = tokio::spawn(runner.run());
+    handle.wait_for_head(WAIT).await.unwrap();
+    handle.stop();
+    task.await.unwrap().unwrap();
+    assert_eq!(balances_table(&store).await, [("even".to_owned(), 30, 5), ("odd".to_owned(), 25, 5)]);
+}

@@ -61,6 +61,47 @@ pub trait CheckpointStore: Send + Sync + 'static {
     fn save(&self, saved: &SavedCheckpoint) -> impl Future<Output = Result<(), CheckpointStoreError>> + Send;
 }
 
+/// How a runner makes a batch durable once its handlers ran.
+///
+/// Every [`CheckpointStore`] does it by saving the checkpoint: the read model is the handlers'
+/// business, and a crash between the two repeats the batch (**at least once**). A store that
+/// keeps the read model in the same database as the checkpoint implements this trait itself
+/// to write the batch's changes (kept by the projection until then) and the checkpoint in one
+/// transaction (**exactly once**: a crash, or a handler that fails mid-batch, leaves neither),
+/// as es-sqlite's `SqliteCheckpoints` does.
+pub trait CommitBatch<P>: Send + Sync + 'static {
+    /// The checkpoint stored for the projection named `name`, if any.
+    ///
+    /// # Errors
+    /// Whatever the storage reports.
+    fn load(&self, name: &str) -> impl Future<Output = Result<Option<SavedCheckpoint>, CheckpointStoreError>> + Send;
+
+    /// Makes the batch handled so far by `projection` durable, with `saved` as its checkpoint.
+    ///
+    /// # Errors
+    /// Whatever the storage reports; the runner then stops, and its next run resumes from the
+    /// checkpoint stored before.
+    fn commit(
+        &self,
+        projection: &Arc<Mutex<P>>,
+        saved: &SavedCheckpoint,
+    ) -> impl Future<Output = Result<(), CheckpointStoreError>> + Send;
+}
+
+impl<P: Send + 'static, C: CheckpointStore> CommitBatch<P> for C {
+    fn load(&self, name: &str) -> impl Future<Output = Result<Option<SavedCheckpoint>, CheckpointStoreError>> + Send {
+        CheckpointStore::load(self, name)
+    }
+
+    fn commit(
+        &self,
+        _projection: &Arc<Mutex<P>>,
+        saved: &SavedCheckpoint,
+    ) -> impl Future<Output = Result<(), CheckpointStoreError>> + Send {
+        self.save(saved)
+    }
+}
+
 /// A checkpoint store that could not load or save; the storage's own error is the source.
 #[derive(Debug)]
 pub struct CheckpointStoreError {
@@ -75,8 +116,8 @@ impl CheckpointStoreError {
     }
 
     /// An error with this message, caused by `source`.
-    pub fn because(message: impl fmt::Display, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Self { message: message.to_string(), source: Some(Box::new(source)) }
+    pub fn because(message: impl fmt::Display, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self { message: message.to_string(), source: Some(source.into()) }
     }
 }
 

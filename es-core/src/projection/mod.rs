@@ -13,8 +13,10 @@
 //! # Delivery
 //!
 //! The runner hands each selected event to its handler, then stores the checkpoint after each
-//! batch. A crash between the two repeats the handled part of the batch on restart: delivery
-//! is **at least once**. Handlers whose read model lives elsewhere make themselves idempotent
+//! batch. With a [`CheckpointStore`], a crash between the two repeats the handled part of the
+//! batch on restart: delivery is **at least once**. With a [`CommitBatch`] that writes the read
+//! model and the checkpoint in one transaction (es-sqlite's `SqliteCheckpoints`), it is
+//! **exactly once**. Handlers whose read model lives elsewhere make themselves idempotent
 //! with the event's [`Envelope::position`] (or [`Envelope::event_id`]): remember the last
 //! position applied beside the data, and skip what is not after it.
 
@@ -29,7 +31,7 @@ use crate::record::{Envelope, StoredEvent};
 use crate::store::ReadAllFilter;
 
 pub use self::checkpoints::{
-    CheckpointStore, CheckpointStoreError, InMemoryCheckpointStore, ProjectionIdentity, SavedCheckpoint,
+    CheckpointStore, CheckpointStoreError, CommitBatch, InMemoryCheckpointStore, ProjectionIdentity, SavedCheckpoint,
 };
 pub use self::runner::{
     FailedEvent, IdentityChange, OnFailure, ParkedEvent, ProjectionError, ProjectionHandle, ProjectionOptions,

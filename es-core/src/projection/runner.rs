@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::checkpoints::{CheckpointStore, CheckpointStoreError, ProjectionIdentity, SavedCheckpoint};
+use super::checkpoints::{CheckpointStoreError, CommitBatch, ProjectionIdentity, SavedCheckpoint};
 use super::{DispatchError, Projection};
 use crate::decode::{DecodeError, DecodeErrorKind};
 use crate::record::{Position, StoredEvent, StreamId, Version};
@@ -341,16 +341,18 @@ impl Drop for RunGuard {
 /// watches and stops it. Each projection has its own runner, so one that fails does not stop
 /// the others.
 ///
-/// Delivery is **at least once**: handlers run, then the checkpoint of their batch is saved;
-/// a crash in between hands the batch to the handlers again on restart. Use the event's
-/// position for idempotency where that matters.
+/// With a [`CheckpointStore`](super::CheckpointStore), delivery is **at least once**: handlers
+/// run, then the checkpoint of their batch is saved; a crash in between hands the batch to the
+/// handlers again on restart. Use the event's position for idempotency where that matters.
+/// With a [`CommitBatch`] that writes the read model and the checkpoint in one transaction
+/// (es-sqlite's `SqliteCheckpoints`), it is **exactly once**.
 ///
 /// Following costs no busy poll: after a read that found nothing new, the runner waits for the
 /// store's [`commit_signal`](EventStore::commit_signal) (a commit in this process wakes it at
 /// once) or for [`ProjectionOptions::poll_interval`], whichever comes first. The worst-case
 /// delay before it sees a committed event is therefore one read for commits made in this
 /// process through a store with a signal, and `poll_interval` plus one read otherwise.
-pub struct ProjectionRunner<P: Projection, S: EventStore, C: CheckpointStore> {
+pub struct ProjectionRunner<P: Projection, S: EventStore, C: CommitBatch<P>> {
     projection: Arc<Mutex<P>>,
     store: Arc<S>,
     checkpoints: C,
@@ -358,13 +360,13 @@ pub struct ProjectionRunner<P: Projection, S: EventStore, C: CheckpointStore> {
     shared: Arc<Shared>,
 }
 
-impl<P: Projection, S: EventStore, C: CheckpointStore> fmt::Debug for ProjectionRunner<P, S, C> {
+impl<P: Projection, S: EventStore, C: CommitBatch<P>> fmt::Debug for ProjectionRunner<P, S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProjectionRunner").field("projection", &P::NAME).field("options", &self.options).finish()
     }
 }
 
-impl<P: Projection, S: EventStore, C: CheckpointStore> ProjectionRunner<P, S, C> {
+impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> {
     /// A runner of `projection` (the read model it starts from) over `store`, keeping its
     /// checkpoint in `checkpoints`, with the default [`ProjectionOptions`].
     pub fn new(projection: P, store: S, checkpoints: C) -> Self {
@@ -466,7 +468,7 @@ impl<P: Projection, S: EventStore, C: CheckpointStore> ProjectionRunner<P, S, C>
                         "the projection changed: rebuilding it from the first event"
                     );
                     let fresh = SavedCheckpoint { identity, checkpoint: Checkpoint::START };
-                    self.checkpoints.save(&fresh).await.map_err(checkpoints_error)?;
+                    self.checkpoints.commit(&self.projection, &fresh).await.map_err(checkpoints_error)?;
                     Ok(Checkpoint::START)
                 }
             },
@@ -509,7 +511,7 @@ impl<P: Projection, S: EventStore, C: CheckpointStore> ProjectionRunner<P, S, C>
             }
             let saved = SavedCheckpoint { identity: identity.clone(), checkpoint: page.next.clone() };
             self.checkpoints
-                .save(&saved)
+                .commit(&self.projection, &saved)
                 .await
                 .map_err(|source| ProjectionError::Checkpoints { projection: P::NAME, source })?;
             checkpoint = page.next;
