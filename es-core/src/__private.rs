@@ -443,3 +443,20 @@ pub fn decode_listed<E: EventOps>(record: &StoredEvent) -> Result<crate::record:
         event,
     })
 }
+
+/// What a projection needs of the aggregate named by `events(E in Aggregate)`: its stream type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an aggregate",
+    label = "`in` names the aggregate whose streams hold the event",
+    note = "write `events(TheEvent in TheAggregate)`, where `TheAggregate` has `#[derive(Aggregate)]`"
+)]
+pub trait StreamOf {
+    /// [`Aggregate::TYPE`].
+    const TYPE: &'static str;
+}
+
+// `do_not_recommend`: a type that is not an aggregate is reported with the sentence above.
+#[diagnostic::do_not_recommend]
+impl<A: Aggregate> StreamOf for A {
+    const TYPE: &'static str = A::TYPE;
+}

@@ -90,6 +90,9 @@ pub trait Handle<E> {
     /// Updates the read model for `event`, with everything the store recorded about it
     /// (position, stream, version, event id, metadata, time).
     ///
+    /// A handler that fails should leave the read model as it found it: the runner hands it the
+    /// same event again.
+    ///
     /// # Errors
     /// Any error: the runner retries the event with backoff, then stops or parks it
     /// ([`OnFailure`]).

@@ -39,7 +39,7 @@ pub fn tokens(model: &ast::Projection) -> TokenStream {
         let (path, text) = (&event.path, &event.text);
         let stream = match &event.stream {
             Some(aggregate) => quote_spanned!(aggregate_span(aggregate)=>
-                ::core::option::Option::Some(<#aggregate as #p::Aggregate>::TYPE)),
+                ::core::option::Option::Some(<#aggregate as #p::StreamOf>::TYPE)),
             None => quote!(::core::option::Option::None),
         };
         let ops = quote_spanned!(event.span()=> <#path as #p::EventOps>);
