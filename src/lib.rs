@@ -128,10 +128,6 @@ pub use es_core::{
 pub use es_derive::{Aggregate, Projection, apply, event};
 #[cfg(feature = "postgres")]
 pub use es_postgres::{PostgresOptions, PostgresStore};
-/// The rusqlite `SqliteStore` is built with, for SQL of your own (read models, `flush` of
-/// [`SqliteCheckpoints`]).
-#[cfg(feature = "sqlite")]
-pub use es_sqlite::rusqlite;
 #[cfg(feature = "sqlite")]
 pub use es_sqlite::{SqliteCheckpoints, SqliteStore};
 pub use uuid::Uuid;

@@ -512,7 +512,7 @@ impl Handle<MoneyDeposited> for SqlBalances {
 }
 
 #[cfg(feature = "sqlite")]
-fn flush_balances(tx: &es::rusqlite::Transaction<'_>, projection: &mut SqlBalances) -> Result<(), HandlerError> {
+fn flush_balances(tx: &es_sqlite::rusqlite::Transaction<'_>, projection: &mut SqlBalances) -> Result<(), HandlerError> {
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS balances (account TEXT PRIMARY KEY, total INTEGER NOT NULL, deposits INTEGER NOT NULL)",
     )?;
