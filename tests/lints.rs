@@ -1,4 +1,4 @@
-//! The code `#[event]` and `#[derive(Aggregate)]` generate stays silent under a user's strictest
+//! The code `#[event]`, `#[derive(Aggregate)]` and `#[derive(Projection)]` generate stays silent under a user's strictest
 //! lints: this crate denies warnings, missing docs, needless qualified paths and all of clippy's
 //! pedantic group, and uses every key that generates code. `cargo clippy --all-targets` and
 //! `cargo test` both compile it; any lint the expansion triggers fails the build.
