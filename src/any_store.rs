@@ -206,6 +206,16 @@ impl EventStore for AnyStore {
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
         delegate!(self, store => store.load_snapshot(stream))
     }
+
+    fn commit_signal(&self) -> Option<crate::store::CommitSignal> {
+        match self {
+            AnyStore::Memory(store) => store.commit_signal(),
+            #[cfg(feature = "sqlite")]
+            AnyStore::Sqlite(store) => store.commit_signal(),
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres(store) => store.commit_signal(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -109,9 +109,15 @@
 //!   and the given/when/then entry points.
 //! - [`#[es::apply]`](macro@apply) on an `impl` block turns each handler method into an
 //!   `impl Apply<E>`.
+//! - [`#[derive(Projection)]`](derive@Projection) with `#[projection(name = ..., events(...))]`
+//!   implements [`Projection`](trait@Projection) for a read model, one [`Handle<E>`](Handle)
+//!   per event; a [`projection::ProjectionRunner`] keeps it up to date (catch-up, following,
+//!   retries, checkpoints, `wait_for`, status).
 //!
 //! Each one's page lists every key, what it generates and an example.
 
+pub use es_core::projection;
+pub use es_core::projection::{Handle, HandlerError, Projection};
 pub use es_core::{
     Aggregate, AppendOutcome, Appended, Apply, Checkpoint, CommandOptions, CommandResult, DecodeError, DecodeErrorKind,
     Envelope, Event, EventSet, EventStore, Executed, ExpectedVersion, InMemoryStore, IntoEvents, Loaded, Metadata,
@@ -119,11 +125,11 @@ pub use es_core::{
     StoreError, StoredEvent, StreamId, UpcastError, Version, decode_raw, decode_record, record, repository, schema,
     store, timer,
 };
-pub use es_derive::{Aggregate, apply, event};
+pub use es_derive::{Aggregate, Projection, apply, event};
 #[cfg(feature = "postgres")]
 pub use es_postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "sqlite")]
-pub use es_sqlite::SqliteStore;
+pub use es_sqlite::{SqliteCheckpoints, SqliteStore};
 pub use uuid::Uuid;
 
 /// The serde es uses: snapshot state derives `Serialize` and `Deserialize` from `es::prelude`
@@ -149,7 +155,10 @@ pub mod testing {
 /// What domain code needs: `use es::prelude::*;`. The harness is in [`testing`],
 /// the store contract in [`store`].
 pub mod prelude {
-    pub use crate::{Aggregate, Apply, CommandOptions, Event, Repository, RetryPolicy, Uuid, Version, event};
+    pub use crate::{
+        Aggregate, Apply, CommandOptions, Envelope, Event, Handle, HandlerError, Projection, Repository, RetryPolicy,
+        Uuid, Version, event,
+    };
     pub use serde::{Deserialize, Serialize};
 }
 

@@ -1,4 +1,4 @@
-//! The code `#[event]` and `#[derive(Aggregate)]` generate stays silent under a user's strictest
+//! The code `#[event]`, `#[derive(Aggregate)]` and `#[derive(Projection)]` generate stays silent under a user's strictest
 //! lints: this crate denies warnings, missing docs, needless qualified paths and all of clippy's
 //! pedantic group, and uses every key that generates code. `cargo clippy --all-targets` and
 //! `cargo test` both compile it; any lint the expansion triggers fails the build.
@@ -261,4 +261,47 @@ fn the_apply_block_and_renamed_variants_work() {
     Bookcase::given(shelved.clone()).when(|_| Ok(Ticked)).then(Ticked).and_state_is(Bookcase { books: 1 });
     assert_eq!(BookcaseEvent::from(shelved.clone()), BookcaseEvent::BookShelved(shelved));
     assert_eq!(shelf::Shelved::schema().fields[0].json_name, "name");
+}
+
+/// Every ledger's booked total, read from ledgers and from bookcases' ticks.
+#[derive(Projection, Default, Debug, PartialEq, Eq)]
+#[projection(name = "ledger_totals", version = 2, events(LedgerOpened, EntryBooked in Ledger, Ticked in Bookcase))]
+pub struct LedgerTotals {
+    /// Ledgers opened.
+    pub ledgers: u32,
+    /// Cents booked.
+    pub cents: u64,
+    /// Ticks seen.
+    pub ticks: u32,
+}
+
+impl Handle<LedgerOpened> for LedgerTotals {
+    fn handle(&mut self, _: &Envelope<LedgerOpened>) -> Result<(), HandlerError> {
+        self.ledgers += 1;
+        Ok(())
+    }
+}
+
+impl Handle<EntryBooked> for LedgerTotals {
+    fn handle(&mut self, event: &Envelope<EntryBooked>) -> Result<(), HandlerError> {
+        self.cents += event.event.cents;
+        Ok(())
+    }
+}
+
+impl Handle<Ticked> for LedgerTotals {
+    fn handle(&mut self, _: &Envelope<Ticked>) -> Result<(), HandlerError> {
+        self.ticks += 1;
+        Ok(())
+    }
+}
+
+#[test]
+fn the_strictly_linted_projection_works() {
+    LedgerTotals::given((
+        LedgerOpened { keeper: "kim".to_owned() },
+        EntryBooked { cents: 5, memo: String::new() },
+        Ticked,
+    ))
+    .then_state_is(LedgerTotals { ledgers: 1, cents: 5, ticks: 1 });
 }

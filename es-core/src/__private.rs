@@ -13,6 +13,9 @@ pub use crate::schema::{AggregateSchema, ContainerSchema, EventSchema, FieldSche
 
 pub use crate::schema::JsonUpcaster;
 
+pub use crate::projection::{DispatchError, Handle, Projection, Selected, selected_index};
+pub use crate::record::StoredEvent;
+
 /// Reads a payload of exactly the struct's own version.
 #[inline]
 pub fn decode_current<E: serde::de::DeserializeOwned>(
@@ -376,4 +379,84 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> SnapshotState for T {
     fn decode_state(state: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(state)
     }
+}
+
+/// Whether event `index` of a projection's selection is read from the same records as an
+/// earlier one (a stored name or alias in common, in streams of a type both read): the message
+/// that names both, or `None`.
+#[must_use]
+pub const fn selection_clash(projection: &str, index: usize, selection: &[Selected]) -> Option<ConstMessage> {
+    let later = selection[index];
+    let mut earlier = 0;
+    while earlier < index {
+        let first = selection[earlier];
+        let same_streams = match (first.stream_type, later.stream_type) {
+            (Some(a), Some(b)) => str_eq(a, b),
+            _ => true,
+        };
+        let names: [ListedName; 2] = [
+            (first.rust_type, first.event_type, first.aliases, 0),
+            (later.rust_type, later.event_type, later.aliases, 0),
+        ];
+        if same_streams && let Some((_, name)) = shared_name(1, &names) {
+            return Some(
+                ConstMessage::new()
+                    .push("`")
+                    .push(later.rust_type)
+                    .push("` and `")
+                    .push(first.rust_type)
+                    .push("` in `")
+                    .push(projection)
+                    .push("` both read records stored as \"")
+                    .push(name)
+                    .push("\", so a record could not tell which handler it is for: list each once, or say which aggregate each comes from, `events(")
+                    .push(later.rust_type)
+                    .push(" in TheirAggregate)`"),
+            );
+        }
+        earlier += 1;
+    }
+    None
+}
+
+/// [`decode_event`](crate::projection::decode_event) for generated code: bound by
+/// [`EventOps`], so that a listed type that is not an event is the one error of `EventOps`.
+///
+/// # Errors
+/// A [`DecodeError`](crate::DecodeError) naming the stream, the version and the event type.
+pub fn decode_listed<E: EventOps>(record: &StoredEvent) -> Result<crate::record::Envelope<E>, crate::DecodeError> {
+    let raw = &record.event;
+    let event = E::decode_payload(raw.schema_version, &raw.payload).map_err(|kind| crate::DecodeError {
+        stream: record.stream.clone(),
+        stream_version: record.stream_version,
+        event_type: raw.event_type.clone(),
+        schema_version: raw.schema_version,
+        kind,
+    })?;
+    Ok(crate::record::Envelope {
+        position: record.position,
+        stream: record.stream.clone(),
+        stream_version: record.stream_version,
+        event_id: record.event_id,
+        metadata: record.metadata.clone(),
+        recorded_at: record.recorded_at,
+        event,
+    })
+}
+
+/// What a projection needs of the aggregate named by `events(E in Aggregate)`: its stream type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an aggregate",
+    label = "`in` names the aggregate whose streams hold the event",
+    note = "write `events(TheEvent in TheAggregate)`, where `TheAggregate` has `#[derive(Aggregate)]`"
+)]
+pub trait StreamOf {
+    /// [`Aggregate::TYPE`].
+    const TYPE: &'static str;
+}
+
+// `do_not_recommend`: a type that is not an aggregate is reported with the sentence above.
+#[diagnostic::do_not_recommend]
+impl<A: Aggregate> StreamOf for A {
+    const TYPE: &'static str = A::TYPE;
 }

@@ -8,6 +8,7 @@
 //! - [`record`]: one vocabulary of records ([`RawEvent`], [`NewEvent`], [`Envelope`]).
 //! - [`store`]: the [`EventStore`] contract, and [`store::kit`], the rules every store shares.
 //! - [`repository`]: load, decide, append; snapshots, cache, retries, command ids.
+//! - [`projection`]: read models, their checkpoints and the runner that keeps them up to date.
 //! - [`timer`]: sleeping on any executor.
 //! - [`testing`]: given/when/then, and the store conformance suite (feature `testing`).
 
@@ -19,6 +20,7 @@ mod aggregate;
 mod decode;
 mod event;
 mod memory;
+pub mod projection;
 pub mod record;
 pub mod repository;
 pub mod schema;

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use crate::record::{KeyMap, StreamKey};
 use crate::store::kit::{self, resolve_retry};
 use crate::store::{
-    AllEventsPage, Appended, Checkpoint, EventStore, ExpectedVersion, NewEvent, Position, ReadAllFilter, Snapshot,
-    StoreError, StoreOrigin, StoredEvent, StreamId, Version,
+    AllEventsPage, Appended, Checkpoint, CommitSignal, EventStore, ExpectedVersion, NewEvent, Position, ReadAllFilter,
+    Snapshot, StoreError, StoreOrigin, StoredEvent, StreamId, Version,
 };
 
 /// An [`EventStore`] in memory. Clones share the same events.
@@ -35,6 +35,7 @@ use crate::store::{
 pub struct InMemoryStore {
     inner: Arc<Mutex<Inner>>,
     origin: StoreOrigin,
+    committed: CommitSignal,
 }
 
 impl Default for InMemoryStore {
@@ -65,7 +66,11 @@ impl InMemoryStore {
     /// An empty store.
     #[must_use]
     pub fn new() -> Self {
-        Self { inner: Arc::default(), origin: StoreOrigin::new("memory", Uuid::new_v4()) }
+        Self {
+            inner: Arc::default(),
+            origin: StoreOrigin::new("memory", Uuid::new_v4()),
+            committed: CommitSignal::new(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -149,6 +154,9 @@ impl InMemoryStore {
                 streams.insert(stream.clone(), (name, (first..end).collect()));
             }
         }
+        drop(inner);
+        // Readers following read-all in this process wake now, not at their next poll.
+        self.committed.notify();
         Ok(SharedAppend::Written(committed))
     }
 
@@ -257,5 +265,9 @@ impl EventStore for InMemoryStore {
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
         Ok(self.load_snapshot_shared(&StreamKey::new(stream.clone())).map(Arc::unwrap_or_clone))
+    }
+
+    fn commit_signal(&self) -> Option<CommitSignal> {
+        Some(self.committed.clone())
     }
 }

@@ -7,7 +7,7 @@ use quote::{ToTokens, format_ident, quote};
 use syn::spanned::Spanned;
 use syn::{Attribute, DeriveInput, Fields, Ident, Meta, Path, Type};
 
-use crate::attr::{AggregateArgs, EventArgs, JsonStep, ListedArg, path_text};
+use crate::attr::{AggregateArgs, EventArgs, JsonStep, ListedArg, ProjectionArgs, path_text};
 use crate::serde_attr;
 
 /// `#[event(...)]` on a struct.
@@ -204,6 +204,45 @@ impl<'a> Aggregate<'a> {
     }
 }
 
+/// `#[derive(Projection)]` with `#[projection(...)]`.
+pub struct Projection<'a> {
+    pub original: &'a DeriveInput,
+    pub args: ProjectionArgs,
+    pub krate: TokenStream,
+    /// Whether `#[projection(...)]` was written at all.
+    pub attribute: Option<&'a Attribute>,
+    /// The projection's name: `name = "..."`, or the type's name.
+    pub name: String,
+    pub version: u32,
+    pub events: EventList,
+}
+
+impl<'a> Projection<'a> {
+    pub fn from_syn(args: ProjectionArgs, original: &'a DeriveInput) -> Self {
+        let krate = crate_path(args.krate.get());
+        let name = args.name.get().map_or_else(|| original.ident.to_string(), syn::LitStr::value);
+        let version = args.version.get().copied().unwrap_or(1);
+        let events = EventList::for_projection(args.events.get().map_or(&[][..], Vec::as_slice));
+        Self {
+            original,
+            krate,
+            attribute: original.attrs.iter().find(|a| a.path().is_ident("projection")),
+            name,
+            version,
+            events,
+            args,
+        }
+    }
+
+    pub fn ident(&self) -> &Ident {
+        &self.original.ident
+    }
+
+    pub fn generic(&self) -> bool {
+        !self.original.generics.params.is_empty() || self.original.generics.where_clause.is_some()
+    }
+}
+
 /// The `events(...)` of a derive: shared by every derive over a list of events (the event
 /// enum, its conversions and the dispatch are generated from it by `expand::event_list`).
 pub struct EventList {
@@ -212,6 +251,8 @@ pub struct EventList {
 
 pub struct ListedEvent {
     pub path: Path,
+    /// `in Aggregate`: only records of that aggregate's streams (projections).
+    pub stream: Option<Path>,
     /// The enum's variant: `as Variant`, or the last segment of the path.
     pub variant: Ident,
     /// The path as written, for messages.
@@ -241,7 +282,25 @@ impl EventList {
             let text = path_text(&arg.path);
             let usable = last.is_some_and(|last| last.arguments.is_none())
                 && !events.iter().any(|e| e.usable && (e.text == text || e.variant == variant));
-            events.push(ListedEvent { path: arg.path.clone(), variant, text, usable });
+            events.push(ListedEvent { path: arg.path.clone(), stream: arg.stream.clone(), variant, text, usable });
+        }
+        Self { events }
+    }
+
+    /// The list of a projection: no enum, so no variants; an event is listed once per stream
+    /// type (`in Aggregate`).
+    pub fn for_projection(args: &[ListedArg]) -> Self {
+        let mut events: Vec<ListedEvent> = Vec::with_capacity(args.len());
+        for arg in args {
+            let text = path_text(&arg.path);
+            let stream_text = arg.stream.as_ref().map(path_text);
+            let generic = arg.path.segments.last().is_none_or(|last| !last.arguments.is_none());
+            let usable = !generic
+                && !events
+                    .iter()
+                    .any(|e| e.usable && e.text == text && e.stream.as_ref().map(path_text) == stream_text);
+            let variant = format_ident!("Event");
+            events.push(ListedEvent { path: arg.path.clone(), stream: arg.stream.clone(), variant, text, usable });
         }
         Self { events }
     }
@@ -514,9 +573,9 @@ mod tests {
     #[test]
     fn a_listed_event_is_named_after_its_path_or_its_as() {
         let args: Vec<ListedArg> = vec![
-            ListedArg { path: syn::parse_quote!(a::Placed), variant: None },
-            ListedArg { path: syn::parse_quote!(b::Placed), variant: Some(format_ident!("Replaced")) },
-            ListedArg { path: syn::parse_quote!(a::Placed), variant: None },
+            ListedArg { path: syn::parse_quote!(a::Placed), stream: None, variant: None },
+            ListedArg { path: syn::parse_quote!(b::Placed), stream: None, variant: Some(format_ident!("Replaced")) },
+            ListedArg { path: syn::parse_quote!(a::Placed), stream: None, variant: None },
         ];
         let list = EventList::new(&args);
         let variants: Vec<String> = list.usable().map(|e| e.variant.to_string()).collect();

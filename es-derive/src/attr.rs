@@ -129,9 +129,11 @@ pub struct SnapshotArgs {
     pub version: u32,
 }
 
-/// One entry of `events(...)`: `path::To::Event`, or `path::To::Event as Variant`.
+/// One entry of `events(...)`: `path::To::Event`, optionally `in Aggregate` (projections:
+/// only records of that aggregate's streams) and `as Variant` (aggregates: the enum's variant).
 pub struct ListedArg {
     pub path: Path,
+    pub stream: Option<Path>,
     pub variant: Option<Ident>,
 }
 
@@ -198,6 +200,66 @@ pub fn parse_aggregate_args(cx: &Ctxt, attrs: &[syn::Attribute]) -> AggregateArg
                 cx.error_spanned_by(
                     &key,
                     format!("unknown key `{}` in `#[aggregate]`; expected one of {AGGREGATE_KEYS}", path_text(&key)),
+                );
+                skip_to_comma(meta.input);
+            }
+            Ok(())
+        });
+        if let Err(error) = result {
+            cx.push(error);
+            out.incomplete = true;
+        }
+    }
+    out
+}
+
+pub struct ProjectionArgs {
+    pub name: Attr<LitStr>,
+    pub version: Attr<u32>,
+    pub events: Attr<Vec<ListedArg>>,
+    pub krate: Attr<Path>,
+    /// As in [`EventArgs::incomplete`].
+    pub incomplete: bool,
+}
+
+const PROJECTION_KEYS: &str = "`name`, `version`, `events`, `crate`";
+
+pub fn parse_projection_args(cx: &Ctxt, attrs: &[syn::Attribute]) -> ProjectionArgs {
+    let mut out = ProjectionArgs {
+        name: Attr::none("name"),
+        version: Attr::none("version"),
+        events: Attr::none("events"),
+        krate: Attr::none("crate"),
+        incomplete: false,
+    };
+    for attr in attrs.iter().filter(|attr| attr.path().is_ident("projection")) {
+        if matches!(&attr.meta, syn::Meta::List(list) if list.tokens.is_empty()) {
+            continue;
+        }
+        let result = attr.parse_nested_meta(|meta| {
+            let key = meta.path.clone();
+            if key.is_ident("name") {
+                let value = recover(cx, &meta, parse_name);
+                out.name.set(cx, &key, value);
+            } else if key.is_ident("version") {
+                let value = recover(cx, &meta, parse_version);
+                out.version.set(cx, &key, value);
+            } else if key.is_ident("events") {
+                let value = recover(cx, &meta, parse_events);
+                if value.as_ref().is_some_and(Vec::is_empty) {
+                    cx.error_spanned_by(
+                        &key,
+                        "`events(...)` is empty; list the events this projection handles: `events(AccountOpened, MoneyDeposited)`",
+                    );
+                }
+                out.events.set(cx, &key, value);
+            } else if key.is_ident("crate") {
+                let value = recover(cx, &meta, parse_crate);
+                out.krate.set(cx, &key, value);
+            } else {
+                cx.error_spanned_by(
+                    &key,
+                    format!("unknown key `{}` in `#[projection]`; expected one of {PROJECTION_KEYS}", path_text(&key)),
                 );
                 skip_to_comma(meta.input);
             }
@@ -379,13 +441,19 @@ fn parse_snapshot(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<SnapshotArgs
 fn parse_events(meta: &ParseNestedMeta) -> syn::Result<Vec<ListedArg>> {
     parse_paren_list(meta, |input| {
         let path: Path = input.parse()?;
+        let stream = if input.peek(Token![in]) {
+            input.parse::<Token![in]>()?;
+            Some(input.parse::<Path>()?)
+        } else {
+            None
+        };
         let variant = if input.peek(Token![as]) {
             input.parse::<Token![as]>()?;
             Some(input.parse::<Ident>()?)
         } else {
             None
         };
-        Ok(ListedArg { path, variant })
+        Ok(ListedArg { path, stream, variant })
     })
 }
 

@@ -4,7 +4,7 @@
 
 use proc_macro2::Span;
 
-use crate::ast::{Aggregate, Event};
+use crate::ast::{Aggregate, Event, Projection};
 use crate::attr::path_text;
 use crate::ctxt::Ctxt;
 
@@ -146,6 +146,12 @@ fn event_list(cx: &Ctxt, aggregate: &Aggregate) {
     let events = &aggregate.events.events;
     for (index, event) in events.iter().enumerate() {
         let earlier = &events[..index];
+        if let Some(stream) = &event.stream {
+            cx.error_spanned_by(
+                stream,
+                "`in Aggregate` is for projections, which read events of several aggregates; an aggregate's events are its own",
+            );
+        }
         if let Some(first) = earlier.iter().find(|e| e.text == event.text) {
             cx.error_spanned_by(&event.path, format!("`{}` is listed twice in `events(...)`", event.text));
             cx.error_spanned_by(&first.path, "listed first here");
@@ -159,6 +165,44 @@ fn event_list(cx: &Ctxt, aggregate: &Aggregate) {
                     first.text, event.text, event.text
                 ),
             );
+        } else if event.path.segments.last().is_some_and(|last| !last.arguments.is_none()) {
+            cx.error_spanned_by(&event.path, "an event in `events(...)` cannot take generic arguments");
+        }
+    }
+}
+
+pub fn projection(cx: &Ctxt, projection: &Projection) {
+    let input = projection.original;
+    if projection.generic() {
+        cx.error_spanned_by(&input.generics, "a projection cannot be generic: its name and events must be fixed");
+        return;
+    }
+    let Some(attribute) = projection.attribute else {
+        cx.error_at(
+            Span::call_site(),
+            "`#[derive(Projection)]` needs `#[projection(name = \"balances\", events(AccountOpened, ...))]` below it",
+        );
+        return;
+    };
+    if !projection.args.incomplete && !projection.args.events.written() {
+        cx.error_spanned_by(
+            attribute,
+            "missing `events(...)` in `#[projection(...)]`: list the events it handles, \
+             `events(AccountOpened, MoneyDeposited)`",
+        );
+    }
+    let events = &projection.events.events;
+    for (index, event) in events.iter().enumerate() {
+        let stream = event.stream.as_ref().map(path_text);
+        if let Some(first) =
+            events[..index].iter().find(|e| e.text == event.text && e.stream.as_ref().map(path_text) == stream)
+        {
+            let listed = match &stream {
+                Some(stream) => format!("`{} in {stream}`", event.text),
+                None => format!("`{}`", event.text),
+            };
+            cx.error_spanned_by(&event.path, format!("{listed} is listed twice in `events(...)`"));
+            cx.error_spanned_by(&first.path, "listed first here");
         } else if event.path.segments.last().is_some_and(|last| !last.arguments.is_none()) {
             cx.error_spanned_by(&event.path, "an event in `events(...)` cannot take generic arguments");
         }

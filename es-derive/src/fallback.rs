@@ -5,7 +5,7 @@
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
 
-use crate::ast::{Aggregate, Event};
+use crate::ast::{Aggregate, Event, Projection};
 use crate::expand;
 
 /// `#[event]` on a struct with errors: the struct with its derives and an `impl Event` that
@@ -31,5 +31,16 @@ pub fn aggregate(model: &Aggregate, errors: &syn::Error) -> TokenStream {
         return errors;
     }
     let expanded = expand::aggregate::tokens(model);
+    quote!(#expanded #errors)
+}
+
+/// `#[derive(Projection)]` with errors: nothing for a generic type, otherwise the expansion of
+/// the usable events, so that the handlers written for them are still checked.
+pub fn projection(model: &Projection, errors: &syn::Error) -> TokenStream {
+    let errors = errors.to_compile_error();
+    if model.generic() {
+        return errors;
+    }
+    let expanded = expand::projection::tokens(model);
     quote!(#expanded #errors)
 }

@@ -1,5 +1,5 @@
-//! The macros of [es](https://docs.rs/es): `#[event]`, `#[derive(Aggregate)]` and
-//! `#[es::apply]`. Use them through the facade crate `es`, which re-exports them; each macro's
+//! The macros of [es](https://docs.rs/es): `#[event]`, `#[derive(Aggregate)]`,
+//! `#[derive(Projection)]` and `#[es::apply]`. Use them through the facade crate `es`, which re-exports them; each macro's
 //! own documentation lists every key, what it generates and an example.
 //!
 //! Each macro runs parse → model → check → expand: `attr` and `serde_attr` read the helper and
@@ -248,4 +248,66 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn apply(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::apply::expand(args.into(), item.into()).into()
+}
+
+/// Implements `es::projection::Projection` for a read model: its name, version and the events
+/// it selects, and the dispatch of each stored record (decoded through the event's aliases and
+/// upcasters, exactly as an aggregate reads it) to one `Handle<E>` per event.
+///
+/// ```
+/// use std::collections::HashMap;
+///
+/// use es::prelude::*;
+///
+/// /// An account was opened.
+/// #[event(version = 1)]
+/// pub struct AccountOpened {
+///     pub owner: String,
+/// }
+///
+/// /// Money was paid in.
+/// #[event(version = 1)]
+/// pub struct MoneyDeposited {
+///     pub amount: u64,
+/// }
+///
+/// /// Every account's balance, by stream id.
+/// #[derive(Projection, Default, Debug)]
+/// #[projection(name = "balances", version = 1, events(AccountOpened, MoneyDeposited))]
+/// pub struct Balances {
+///     by_account: HashMap<String, u64>,
+/// }
+///
+/// impl Handle<AccountOpened> for Balances {
+///     fn handle(&mut self, event: &Envelope<AccountOpened>) -> Result<(), HandlerError> {
+///         self.by_account.insert(event.stream.id().to_owned(), 0);
+///         Ok(())
+///     }
+/// }
+///
+/// impl Handle<MoneyDeposited> for Balances {
+///     fn handle(&mut self, event: &Envelope<MoneyDeposited>) -> Result<(), HandlerError> {
+///         *self.by_account.entry(event.stream.id().to_owned()).or_default() += event.event.amount;
+///         Ok(())
+///     }
+/// }
+///
+/// use es::testing::*;
+/// Balances::given((AccountOpened { owner: "ann".into() }, MoneyDeposited { amount: 5 }))
+///     .then_state(|balances| assert_eq!(balances.by_account.values().sum::<u64>(), 5));
+/// ```
+///
+/// | key of `#[projection(...)]` | meaning |
+/// | --- | --- |
+/// | `events(A, B in Shop, ...)` | required; the events it handles, each with a `Handle<E>`; `in Aggregate` reads the event only from that aggregate's streams (two events of one stored name in two aggregates are told apart so) |
+/// | `name = "..."` | the name its checkpoint is stored under; the type's name by default |
+/// | `version = N` | its version, 1 by default: bump it to rebuild the read model |
+/// | `crate = path` | where the `es` crate is, if renamed |
+///
+/// Name, version and the selected events (with their aliases and stream types) make up the
+/// projection's identity: a runner that finds a checkpoint stored for another identity
+/// rebuilds instead of resuming.
+#[proc_macro_derive(Projection, attributes(projection))]
+pub fn derive_projection(input: TokenStream) -> TokenStream {
+    expand::projection::expand(input.into()).into()
 }

@@ -129,6 +129,7 @@ mod append;
 mod bridge;
 mod connections;
 mod error;
+mod projection;
 mod read;
 mod rows;
 mod schema;
@@ -140,4 +141,5 @@ mod store;
 pub use rusqlite;
 
 pub use crate::error::backend_error;
+pub use crate::projection::SqliteCheckpoints;
 pub use crate::store::{SqliteOptions, SqliteStore};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rusqlite::{Connection, Transaction};
 use uuid::Uuid;
 
-use es_core::store::{AllEventsPage, Appended, StoreOrigin};
+use es_core::store::{AllEventsPage, Appended, CommitSignal, StoreOrigin};
 use es_core::{
     Checkpoint, EventStore, ExpectedVersion, NewEvent, ReadAllFilter, Snapshot, StoreError, StoredEvent, StreamId,
     Version,
@@ -88,6 +88,8 @@ struct Inner {
     location: String,
     /// Which store this is, carried by every checkpoint it hands out.
     origin: StoreOrigin,
+    /// Fired after each append this process commits, for projection runners that follow.
+    committed: CommitSignal,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -148,7 +150,15 @@ impl SqliteStore {
 
     fn from_parts(connections: Connections, location: String, store_id: Uuid) -> Self {
         let origin = StoreOrigin::new("sqlite", store_id);
-        Self { inner: Arc::new(Inner { connections, seen: read::VersionsSeen::default(), location, origin }) }
+        Self {
+            inner: Arc::new(Inner {
+                connections,
+                seen: read::VersionsSeen::default(),
+                location,
+                origin,
+                committed: CommitSignal::new(),
+            }),
+        }
     }
 
     /// Which store this is: kind `"sqlite"` and the id the database got when it was created
@@ -222,7 +232,12 @@ impl SqliteStore {
         H: FnOnce(&Transaction<'_>, &[StoredEvent]) -> Result<T, E> + Send + 'static,
     {
         let (inner, stream) = (Arc::clone(&self.inner), stream.clone());
-        blocking(move || append::append(&mut inner.connections.writer(), &stream, expected, events, hook)).await
+        let result =
+            blocking(move || append::append(&mut inner.connections.writer(), &stream, expected, events, hook)).await;
+        if result.as_ref().is_ok_and(|(appended, _)| appended.was_written()) {
+            self.inner.committed.notify();
+        }
+        result
     }
 
     /// Runs `work` in a read transaction on a read connection: one consistent snapshot of the
@@ -328,5 +343,11 @@ impl EventStore for SqliteStore {
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
         let stream = stream.clone();
         self.reading(move |connection, _| read::load_snapshot(connection, &stream)).await
+    }
+
+    /// Fired after each append this process commits through any clone of this store; appends
+    /// by other processes are seen at the follower's poll interval.
+    fn commit_signal(&self) -> Option<CommitSignal> {
+        Some(self.inner.committed.clone())
     }
 }

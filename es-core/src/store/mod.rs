@@ -8,6 +8,7 @@
 mod checkpoint;
 mod error;
 pub mod kit;
+mod signal;
 
 use std::fmt;
 use std::future::Future;
@@ -18,6 +19,8 @@ pub use self::checkpoint::{Checkpoint, CheckpointParseError, StoreOrigin};
 pub use self::error::{
     BackendError, BackendErrorKind, CorruptProblem, Corruption, PayloadProblem, StoreError, bounded,
 };
+pub(crate) use self::signal::first_of;
+pub use self::signal::{Changed, CommitSignal};
 pub use crate::record::{NewEvent, Position, RawEvent, StoredEvent, StreamId, Version};
 
 /// What an append expects the stream's current version to be.
@@ -292,4 +295,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// Backend errors and [`StoreError::Corrupt`] for a snapshot row the store cannot read
     /// (the repository then replays the stream only if the row reads but does not decode).
     fn load_snapshot(&self, stream: &StreamId) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send;
+
+    /// A signal fired after each commit this process makes through this store (any clone of
+    /// it), so that readers following [`EventStore::read_all`] wake at once instead of polling.
+    ///
+    /// `None`, the default, when the store has none: followers then poll at their (slow)
+    /// interval. Commits by other processes never fire it, so followers poll at that interval
+    /// as well, whatever this returns.
+    fn commit_signal(&self) -> Option<CommitSignal> {
+        None
+    }
 }

@@ -17,6 +17,8 @@ use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
 use super::counter::{Counter, CounterError, CounterEvent, Incremented};
+use crate::aggregate::Aggregate as _;
+use crate::event::Event as _;
 use crate::record::{Metadata, RawEvent, StoredEvent, Version};
 use crate::repository::{CommandOptions, Repository, RepositoryError, RetryPolicy};
 use crate::store::kit::StreamPages;
@@ -46,7 +48,7 @@ macro_rules! conformance_suite {
             repository_snapshots_and_time_travel, repository_ignores_bad_snapshots,
             repository_refuses_impossible_snapshots, repository_command_ids, repository_command_id_races,
             repository_cache_catches_up, concurrent_writers_one_aggregate, read_all_while_writing,
-            read_all_followers_agree
+            read_all_followers_agree, commit_signal_fires_on_append, projection_runner_catches_up_and_follows
         }
     };
     (@strings; $($name:ident),+ $(,)?) => {
@@ -912,6 +914,83 @@ pub async fn read_all_followers_agree<S: EventStore + Clone>(store: S) {
         assert_eq!(order.iter().collect::<HashSet<_>>().len() as u64, expected, "follower {f} saw an event twice");
         assert_eq!(order, &truth, "follower {f} must see the store's one order");
     }
+}
+
+/// A store with a commit signal fires it after an append that writes (followers in the
+/// process then wake at once); a store without one is followed by polling.
+pub async fn commit_signal_fires_on_append<S: EventStore>(store: S) {
+    let Some(signal) = store.commit_signal() else { return };
+    let seen = signal.generation();
+    store.append(&stream("signalled"), ExpectedVersion::NoStream, events(1)).await.expect("append");
+    assert_ne!(signal.generation(), seen, "an append that wrote must fire the commit signal");
+}
+
+/// A read model of every `Incremented` of `Counter` streams, written by hand as the derive
+/// writes one.
+#[derive(Default)]
+struct Totals {
+    total: u64,
+    positions: Vec<crate::record::Position>,
+}
+
+impl crate::projection::Projection for Totals {
+    const NAME: &'static str = "conformance_totals";
+    const VERSION: u32 = 1;
+    const SELECTION: &'static [crate::projection::Selected] = &[crate::projection::Selected {
+        rust_type: "Incremented",
+        stream_type: Some(Counter::TYPE),
+        event_type: Incremented::NAME,
+        aliases: &[],
+    }];
+
+    fn dispatch(&mut self, record: &StoredEvent) -> Result<bool, crate::projection::DispatchError> {
+        if crate::projection::selected_index(Self::SELECTION, record) != Some(0) {
+            return Ok(false);
+        }
+        let event =
+            crate::projection::decode_event::<Incremented>(record).map_err(crate::projection::DispatchError::Decode)?;
+        self.total += event.event.by;
+        self.positions.push(event.position);
+        Ok(true)
+    }
+}
+
+/// A projection runner catches up on events written before it started, then follows writers
+/// (woken by the commit signal or its poll), handing out each selected event once, in order.
+pub async fn projection_runner_catches_up_and_follows<S: EventStore>(store: S) {
+    use crate::projection::{InMemoryCheckpointStore, ProjectionOptions, ProjectionRunner};
+    let store = std::sync::Arc::new(store);
+    let increment = |by: u64| NewEvent::new(RawEvent::new(Incremented::NAME, 1, format!(r#"{{"by":{by}}}"#)));
+    for n in 0..30 {
+        let counter = StreamId::new(Counter::TYPE, format!("before-{n}"));
+        store.append(&counter, ExpectedVersion::NoStream, vec![increment(1)]).await.expect("append");
+        store.append(&stream(&format!("other-{n}")), ExpectedVersion::NoStream, events(1)).await.expect("append");
+    }
+    let options = ProjectionOptions { batch_size: 7, poll_interval: Duration::from_millis(50), ..Default::default() };
+    let runner = ProjectionRunner::with_shared_store(
+        Totals::default(),
+        std::sync::Arc::clone(&store),
+        InMemoryCheckpointStore::new(),
+    )
+    .with_options(options);
+    let handle = runner.handle();
+    let task = tokio::spawn(runner.run());
+    handle.wait_for_head(Duration::from_secs(30)).await.expect("the runner catches up");
+    assert_eq!(handle.read(|totals| totals.total), 30);
+    for n in 0..10 {
+        let counter = StreamId::new(Counter::TYPE, format!("after-{n}"));
+        store.append(&counter, ExpectedVersion::NoStream, vec![increment(2)]).await.expect("append");
+    }
+    handle.wait_for_head(Duration::from_secs(30)).await.expect("the runner follows");
+    handle.read(|totals| {
+        assert_eq!(totals.total, 50);
+        assert_eq!(totals.positions.len(), 40, "each selected event once");
+        assert!(totals.positions.windows(2).all(|pair| pair[0] < pair[1]), "in the store's order");
+    });
+    let status = handle.status().await.expect("status");
+    assert!(status.is_healthy(0), "{status:?}");
+    handle.stop();
+    task.await.expect("the runner panicked").expect("the runner failed");
 }
 
 #[cfg(test)]

@@ -12,6 +12,9 @@ use crate::aggregate::Aggregate;
 use crate::event::{CommandResult, EventSet, IntoEvents};
 use crate::record::RawEvent;
 
+mod projection;
+pub use self::projection::{GivenProjection, GivenRecord, History, ProjectionScenario};
+
 /// The entry points of the harness, for every aggregate (`BankAccount::given(...)`).
 pub trait Scenario: Aggregate {
     /// Starts from the default state with `history` applied: one event, a tuple, a `Vec`, …

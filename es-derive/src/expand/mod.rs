@@ -4,4 +4,5 @@ pub mod aggregate;
 pub mod apply;
 pub mod event;
 pub mod event_list;
+pub mod projection;
 pub mod schema;

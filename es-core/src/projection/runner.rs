@@ -1,0 +1,699 @@
+//! The runner: catch up from the stored checkpoint in the store's order, then follow new
+//! events, in batches, saving the checkpoint after each; and the handle that watches it.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::checkpoints::{CheckpointStoreError, CommitBatch, ProjectionIdentity, SavedCheckpoint};
+use super::{DispatchError, Projection};
+use crate::decode::{DecodeError, DecodeErrorKind};
+use crate::record::{Position, StoredEvent, StreamId, Version};
+use crate::repository::RetryPolicy;
+use crate::store::{Checkpoint, CommitSignal, EventStore, StoreError, first_of};
+use crate::timer::sleep;
+
+/// How a runner reads, follows and reacts to failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectionOptions {
+    /// Events read (and handled) per batch; the checkpoint is saved after each batch.
+    pub batch_size: usize,
+    /// How often a caught-up runner reads again when no commit woke it: the longest delay
+    /// before it sees an event another process appended (commits made in this process through
+    /// a store with a [`commit_signal`](EventStore::commit_signal) wake it at once).
+    pub poll_interval: Duration,
+    /// How often a failing handler is tried, with which backoff.
+    pub retry: RetryPolicy,
+    /// What happens to an event whose handler still fails after the last try.
+    pub on_failure: OnFailure,
+    /// What happens when the stored checkpoint belongs to another identity.
+    pub on_identity_change: IdentityChange,
+}
+
+impl Default for ProjectionOptions {
+    /// Batches of 500, a poll every second, 5 tries with backoff from 10 ms up to 1 s, stop
+    /// on failure, rebuild on an identity change.
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            poll_interval: Duration::from_secs(1),
+            retry: RetryPolicy {
+                max_attempts: 5,
+                base_delay: Duration::from_millis(10),
+                max_delay: Duration::from_secs(1),
+            },
+            on_failure: OnFailure::Stop,
+            on_identity_change: IdentityChange::Rebuild,
+        }
+    }
+}
+
+/// What happens to an event whose handler still fails after the last try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OnFailure {
+    /// Stop the projection with [`ProjectionError::Handler`], naming the event; its
+    /// checkpoint stays before the batch of that event.
+    Stop,
+    /// Set the event aside ([`ProjectionHandle::parked`], and a traced warning) and go on.
+    Park,
+}
+
+/// What a runner does when the stored checkpoint belongs to another identity (the version was
+/// bumped or the selection changed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdentityChange {
+    /// Start again from the first event, with the projection value the runner was given (a
+    /// fresh read model), and store the checkpoint under the new identity.
+    Rebuild,
+    /// Stop with [`ProjectionError::IdentityChanged`].
+    Refuse,
+}
+
+/// The event a handler failed on: where it is and what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedEvent {
+    /// Its place in the store's order.
+    pub position: Position,
+    /// Its stream.
+    pub stream: StreamId,
+    /// Its version within the stream.
+    pub stream_version: Version,
+    /// The stored type name.
+    pub event_type: String,
+    /// The stored schema version.
+    pub schema_version: u32,
+}
+
+impl FailedEvent {
+    fn of(record: &StoredEvent) -> Self {
+        Self {
+            position: record.position,
+            stream: record.stream.clone(),
+            stream_version: record.stream_version,
+            event_type: record.event.event_type.clone(),
+            schema_version: record.event.schema_version,
+        }
+    }
+}
+
+impl fmt::Display for FailedEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "event {} of stream {} (type `{}`, schema version {}, position {})",
+            self.stream_version,
+            self.stream,
+            crate::store::bounded(&self.event_type),
+            self.schema_version,
+            self.position
+        )
+    }
+}
+
+/// An event set aside under [`OnFailure::Park`], with why.
+#[derive(Debug, Clone)]
+pub struct ParkedEvent {
+    /// The event.
+    pub event: FailedEvent,
+    /// The last error's message (with its causes).
+    pub error: String,
+    /// How often it was tried.
+    pub attempts: u32,
+}
+
+/// Why a projection stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProjectionError {
+    /// Reading the events failed.
+    #[error("projection `{projection}`: reading the events failed")]
+    Store {
+        /// The projection.
+        projection: &'static str,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// Loading or saving the checkpoint failed.
+    #[error("projection `{projection}`: the checkpoint store failed")]
+    Checkpoints {
+        /// The projection.
+        projection: &'static str,
+        /// The checkpoint store's error.
+        #[source]
+        source: CheckpointStoreError,
+    },
+    /// The stored checkpoint belongs to another identity, and the options say
+    /// [`IdentityChange::Refuse`].
+    #[error(
+        "the stored checkpoint belongs to projection {stored}, not {current}: rebuild it (`IdentityChange::Rebuild`) or restore the old definition"
+    )]
+    IdentityChanged {
+        /// What the checkpoint was stored for.
+        stored: ProjectionIdentity,
+        /// What the code declares.
+        current: ProjectionIdentity,
+    },
+    /// A selected event does not decode; a schema version newer than the code is
+    /// [`DecodeErrorKind::FutureVersion`] (deploy the newer code). Never skipped.
+    #[error("projection `{projection}` stopped at position {position}: {source}")]
+    Decode {
+        /// The projection.
+        projection: &'static str,
+        /// Where the event is in the store's order.
+        position: Position,
+        /// What is wrong with it (its message is part of this one; its cause is the source).
+        source: DecodeError,
+    },
+    /// A handler still failed after the last try, under [`OnFailure::Stop`].
+    #[error("projection `{projection}` stopped: its handler failed {attempts} times on {event}")]
+    Handler {
+        /// The projection.
+        projection: &'static str,
+        /// The event.
+        event: FailedEvent,
+        /// How often it was tried.
+        attempts: u32,
+        /// The handler's last error.
+        #[source]
+        source: super::HandlerError,
+    },
+}
+
+impl ProjectionError {
+    /// Whether this is a record written by newer code.
+    #[must_use]
+    pub fn is_future_version(&self) -> bool {
+        matches!(self, ProjectionError::Decode { source, .. } if matches!(source.kind, DecodeErrorKind::FutureVersion { .. }))
+    }
+}
+
+/// Where a runner is.
+#[derive(Debug, Clone)]
+pub enum RunState {
+    /// `run()` has not been polled yet.
+    NotStarted,
+    /// Reading events it has not handled yet.
+    CatchingUp,
+    /// Its last read found nothing new: waiting for the next commit.
+    CaughtUp,
+    /// Stopped by [`ProjectionHandle::stop`].
+    Stopped,
+    /// Stopped with an error.
+    Failed(Arc<ProjectionError>),
+    /// The `run()` future was dropped before it finished (its task was aborted or panicked).
+    Abandoned,
+}
+
+impl RunState {
+    /// Whether the runner is running: catching up or caught up.
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        matches!(self, RunState::CatchingUp | RunState::CaughtUp)
+    }
+}
+
+/// A projection's status, for monitoring.
+#[derive(Debug, Clone)]
+pub struct ProjectionStatus {
+    /// The projection's name.
+    pub name: &'static str,
+    /// Where the runner is.
+    pub state: RunState,
+    /// Every selected event before it was handled.
+    pub checkpoint: Checkpoint,
+    /// The store's head when the status was taken.
+    pub head: Checkpoint,
+    /// Selected events after the checkpoint, counted up to [`ProjectionStatus::LAG_LIMIT`].
+    pub lag: u64,
+    /// Whether the count stopped at the limit (the lag is at least `lag`).
+    pub lag_capped: bool,
+    /// Events set aside under [`OnFailure::Park`].
+    pub parked: usize,
+}
+
+impl ProjectionStatus {
+    /// How many pending events a status call counts at most.
+    pub const LAG_LIMIT: usize = 10_000;
+
+    /// Running and at most `max_lag` selected events behind. A stopped, failed or abandoned
+    /// runner is never healthy.
+    #[must_use]
+    pub fn is_healthy(&self, max_lag: u64) -> bool {
+        self.state.is_running() && !self.lag_capped && self.lag <= max_lag
+    }
+}
+
+/// Why [`ProjectionHandle::wait_for`] returned without the projection reaching the target.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// The time ran out.
+    #[error("projection `{projection}` did not reach {target} within {timeout:?}; it is at {reached}")]
+    Timeout {
+        /// The projection.
+        projection: &'static str,
+        /// What was waited for.
+        target: Checkpoint,
+        /// Where it was.
+        reached: Checkpoint,
+        /// How long was waited.
+        timeout: Duration,
+    },
+    /// The runner stopped with an error first.
+    #[error("projection `{projection}` failed before it reached {target}")]
+    Failed {
+        /// The projection.
+        projection: &'static str,
+        /// What was waited for.
+        target: Checkpoint,
+        /// Why it stopped.
+        #[source]
+        error: Arc<ProjectionError>,
+    },
+    /// The runner was stopped, or its future dropped, first.
+    #[error("projection `{projection}` is not running ({state}) and did not reach {target}")]
+    NotRunning {
+        /// The projection.
+        projection: &'static str,
+        /// What was waited for.
+        target: Checkpoint,
+        /// `stopped` or `abandoned`.
+        state: &'static str,
+    },
+    /// Reading the store's head failed.
+    #[error("cannot read the head of the store")]
+    Store(#[source] StoreError),
+}
+
+struct Progress {
+    checkpoint: Checkpoint,
+    state: RunState,
+    parked: Vec<ParkedEvent>,
+}
+
+struct Shared {
+    progress: Mutex<Progress>,
+    /// Fired on every change of `progress`.
+    changed: CommitSignal,
+    stop: AtomicBool,
+    /// Fired by `stop`.
+    stopping: CommitSignal,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Progress> {
+        // Each update replaces a field or pushes one entry: a panic cannot leave it half-written.
+        self.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Progress)) {
+        change(&mut self.lock());
+        self.changed.notify();
+    }
+}
+
+/// Marks the runner abandoned if its future is dropped while it still runs.
+struct RunGuard(Arc<Shared>);
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        let abandoned = {
+            let mut progress = self.0.lock();
+            let running = matches!(progress.state, RunState::NotStarted | RunState::CatchingUp | RunState::CaughtUp);
+            if running {
+                progress.state = RunState::Abandoned;
+            }
+            running
+        };
+        if abandoned {
+            self.0.changed.notify();
+        }
+    }
+}
+
+/// Keeps one projection up to date: catches up from its stored checkpoint, then follows new
+/// events as they are committed.
+///
+/// [`ProjectionRunner::run`] is a future to spawn on any executor; [`ProjectionRunner::handle`]
+/// watches and stops it. Each projection has its own runner, so one that fails does not stop
+/// the others.
+///
+/// With a [`CheckpointStore`](super::CheckpointStore), delivery is **at least once**: handlers
+/// run, then the checkpoint of their batch is saved; a crash in between hands the batch to the
+/// handlers again on restart. Use the event's position for idempotency where that matters.
+/// With a [`CommitBatch`] that writes the read model and the checkpoint in one transaction
+/// (es-sqlite's `SqliteCheckpoints`), it is **exactly once**.
+///
+/// Following costs no busy poll: after a read that found nothing new, the runner waits for the
+/// store's [`commit_signal`](EventStore::commit_signal) (a commit in this process wakes it at
+/// once) or for [`ProjectionOptions::poll_interval`], whichever comes first. The worst-case
+/// delay before it sees a committed event is therefore one read for commits made in this
+/// process through a store with a signal, and `poll_interval` plus one read otherwise.
+pub struct ProjectionRunner<P: Projection, S: EventStore, C: CommitBatch<P>> {
+    projection: Arc<Mutex<P>>,
+    store: Arc<S>,
+    checkpoints: C,
+    options: ProjectionOptions,
+    shared: Arc<Shared>,
+}
+
+impl<P: Projection, S: EventStore, C: CommitBatch<P>> fmt::Debug for ProjectionRunner<P, S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProjectionRunner").field("projection", &P::NAME).field("options", &self.options).finish()
+    }
+}
+
+impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> {
+    /// A runner of `projection` (the read model it starts from) over `store`, keeping its
+    /// checkpoint in `checkpoints`, with the default [`ProjectionOptions`].
+    pub fn new(projection: P, store: S, checkpoints: C) -> Self {
+        Self::with_shared_store(projection, Arc::new(store), checkpoints)
+    }
+
+    /// [`ProjectionRunner::new`] over a store shared with others.
+    pub fn with_shared_store(projection: P, store: Arc<S>, checkpoints: C) -> Self {
+        let shared = Arc::new(Shared {
+            progress: Mutex::new(Progress {
+                checkpoint: Checkpoint::START,
+                state: RunState::NotStarted,
+                parked: Vec::new(),
+            }),
+            changed: CommitSignal::new(),
+            stop: AtomicBool::new(false),
+            stopping: CommitSignal::new(),
+        });
+        Self {
+            projection: Arc::new(Mutex::new(projection)),
+            store,
+            checkpoints,
+            options: ProjectionOptions::default(),
+            shared,
+        }
+    }
+
+    /// The same runner with these options.
+    #[must_use]
+    pub fn with_options(mut self, options: ProjectionOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// A handle to watch, query and stop the runner.
+    #[must_use]
+    pub fn handle(&self) -> ProjectionHandle<P, S> {
+        ProjectionHandle {
+            projection: Arc::clone(&self.projection),
+            store: Arc::clone(&self.store),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Runs until [`ProjectionHandle::stop`] (`Ok`) or an error (which the handle's status
+    /// reports as well).
+    ///
+    /// # Errors
+    /// The [`ProjectionError`] that stopped it.
+    ///
+    /// Dropping the future (an aborted or panicked task), even before it was first polled,
+    /// marks the runner [`RunState::Abandoned`].
+    pub fn run(self) -> impl Future<Output = Result<(), Arc<ProjectionError>>> + Send
+    where
+        P: Send,
+        S: EventStore,
+    {
+        let guard = RunGuard(Arc::clone(&self.shared));
+        async move {
+            let result = self.run_inner().await;
+            let outcome = match result {
+                Ok(()) => {
+                    self.shared.update(|p| p.state = RunState::Stopped);
+                    Ok(())
+                }
+                Err(error) => {
+                    let error = Arc::new(error);
+                    tracing::error!(projection = P::NAME, error = %error, "projection stopped");
+                    self.shared.update(|p| p.state = RunState::Failed(Arc::clone(&error)));
+                    Err(error)
+                }
+            };
+            drop(guard);
+            outcome
+        }
+    }
+
+    fn lock_projection(&self) -> MutexGuard<'_, P> {
+        // A handler that panicked may have left the read model half-updated; the panic ends
+        // the run (the runner is then reported abandoned), and readers see what is there.
+        self.projection.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn start_checkpoint(&self) -> Result<Checkpoint, ProjectionError> {
+        let checkpoints_error = |source| ProjectionError::Checkpoints { projection: P::NAME, source };
+        let identity = P::identity();
+        match self.checkpoints.load(P::NAME).await.map_err(checkpoints_error)? {
+            None => Ok(Checkpoint::START),
+            Some(saved) if saved.identity == identity => Ok(saved.checkpoint),
+            Some(saved) => match self.options.on_identity_change {
+                IdentityChange::Refuse => {
+                    Err(ProjectionError::IdentityChanged { stored: saved.identity, current: identity })
+                }
+                IdentityChange::Rebuild => {
+                    tracing::warn!(
+                        projection = P::NAME,
+                        stored = %saved.identity,
+                        current = %identity,
+                        "the projection changed: rebuilding it from the first event"
+                    );
+                    let fresh = SavedCheckpoint { identity, checkpoint: Checkpoint::START };
+                    self.checkpoints.commit(&self.projection, &fresh).await.map_err(checkpoints_error)?;
+                    Ok(Checkpoint::START)
+                }
+            },
+        }
+    }
+
+    async fn run_inner(&self) -> Result<(), ProjectionError> {
+        let store_error = |source| ProjectionError::Store { projection: P::NAME, source };
+        let mut checkpoint = self.start_checkpoint().await?;
+        self.shared.update(|p| {
+            p.checkpoint = checkpoint.clone();
+            p.state = RunState::CatchingUp;
+        });
+        let (identity, filter) = (P::identity(), P::filter());
+        let signal = self.store.commit_signal();
+        let batch_size = self.options.batch_size.max(1);
+        loop {
+            if self.shared.stop.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            // Read before reading: a commit during the read then ends the wait at once.
+            let seen = signal.as_ref().map(CommitSignal::generation);
+            let stop_seen = self.shared.stopping.generation();
+            let page = self.store.read_all(&checkpoint, &filter, batch_size).await.map_err(store_error)?;
+            for record in &page.events {
+                self.deliver(record).await?;
+            }
+            if page.next == checkpoint {
+                // Nothing new: wait for a commit, the poll interval, or a stop.
+                self.shared.update(|p| p.state = RunState::CaughtUp);
+                let commit = async {
+                    match (&signal, seen) {
+                        (Some(signal), Some(seen)) => signal.changed(seen).await,
+                        _ => std::future::pending().await,
+                    }
+                };
+                let stop = self.shared.stopping.changed(stop_seen);
+                first_of(first_of(commit, stop), sleep(self.options.poll_interval)).await;
+                continue;
+            }
+            let saved = SavedCheckpoint { identity: identity.clone(), checkpoint: page.next.clone() };
+            self.checkpoints
+                .commit(&self.projection, &saved)
+                .await
+                .map_err(|source| ProjectionError::Checkpoints { projection: P::NAME, source })?;
+            checkpoint = page.next;
+            self.shared.update(|p| {
+                p.checkpoint = checkpoint.clone();
+                p.state = RunState::CatchingUp;
+            });
+        }
+    }
+
+    /// Hands one record to its handler, retrying with backoff; then stops or parks.
+    async fn deliver(&self, record: &StoredEvent) -> Result<(), ProjectionError> {
+        let retry = &self.options.retry;
+        let mut attempt = 1;
+        loop {
+            let result = self.lock_projection().dispatch(record);
+            let error = match result {
+                Ok(_) => return Ok(()),
+                Err(DispatchError::Decode(source)) => {
+                    return Err(ProjectionError::Decode { projection: P::NAME, position: record.position, source });
+                }
+                Err(DispatchError::Handler(error)) => error,
+            };
+            if attempt < retry.max_attempts {
+                tracing::debug!(projection = P::NAME, attempt, error = %error, "handler failed; retrying");
+                sleep(retry.backoff(attempt)).await;
+                attempt += 1;
+                continue;
+            }
+            let event = FailedEvent::of(record);
+            return match self.options.on_failure {
+                OnFailure::Stop => {
+                    Err(ProjectionError::Handler { projection: P::NAME, event, attempts: attempt, source: error })
+                }
+                OnFailure::Park => {
+                    let message = chain(error.as_ref());
+                    tracing::warn!(projection = P::NAME, event = %event, error = %message, "event parked");
+                    self.shared.update(|p| p.parked.push(ParkedEvent { event, error: message, attempts: attempt }));
+                    Ok(())
+                }
+            };
+        }
+    }
+}
+
+/// An error's message with its causes, `: `-separated.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Watches, queries and stops one runner. Clones watch the same runner.
+pub struct ProjectionHandle<P, S> {
+    projection: Arc<Mutex<P>>,
+    store: Arc<S>,
+    shared: Arc<Shared>,
+}
+
+impl<P, S> Clone for ProjectionHandle<P, S> {
+    fn clone(&self) -> Self {
+        Self {
+            projection: Arc::clone(&self.projection),
+            store: Arc::clone(&self.store),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<P: Projection, S> fmt::Debug for ProjectionHandle<P, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProjectionHandle").field("projection", &P::NAME).finish_non_exhaustive()
+    }
+}
+
+impl<P: Projection, S: EventStore> ProjectionHandle<P, S> {
+    /// Reads the read model (between batches' events: never half an event).
+    pub fn read<T>(&self, read: impl FnOnce(&P) -> T) -> T {
+        read(&self.projection.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Where the runner is.
+    #[must_use]
+    pub fn state(&self) -> RunState {
+        self.shared.lock().state.clone()
+    }
+
+    /// The checkpoint it has handled every selected event before.
+    #[must_use]
+    pub fn checkpoint(&self) -> Checkpoint {
+        self.shared.lock().checkpoint.clone()
+    }
+
+    /// Events set aside under [`OnFailure::Park`].
+    #[must_use]
+    pub fn parked(&self) -> Vec<ParkedEvent> {
+        self.shared.lock().parked.clone()
+    }
+
+    /// Asks the runner to stop after the batch in hand; `run()` then returns `Ok`.
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.stopping.notify();
+    }
+
+    /// Position, head, lag and state.
+    ///
+    /// # Errors
+    /// The store's errors reading its head or the pending events.
+    pub async fn status(&self) -> Result<ProjectionStatus, StoreError> {
+        let (state, checkpoint, parked) = {
+            let progress = self.shared.lock();
+            (progress.state.clone(), progress.checkpoint.clone(), progress.parked.len())
+        };
+        let head = self.store.head().await?;
+        let pending = self.store.read_all(&checkpoint, &P::filter(), ProjectionStatus::LAG_LIMIT).await?;
+        let lag = pending.events.len();
+        Ok(ProjectionStatus {
+            name: P::NAME,
+            state,
+            checkpoint,
+            head,
+            lag: lag as u64,
+            lag_capped: lag >= ProjectionStatus::LAG_LIMIT,
+            parked,
+        })
+    }
+
+    /// Waits until the projection has handled every event before `target` (for example the
+    /// store's [`head`](EventStore::head) right after a command): woken by the runner, never
+    /// by polling.
+    ///
+    /// # Errors
+    /// [`WaitError::Timeout`] after `timeout`, [`WaitError::Failed`] or
+    /// [`WaitError::NotRunning`] when the runner stops first.
+    pub async fn wait_for(&self, target: &Checkpoint, timeout: Duration) -> Result<(), WaitError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self.shared.changed.generation();
+            {
+                let progress = self.shared.lock();
+                if progress.checkpoint >= *target {
+                    return Ok(());
+                }
+                let not_running = |state| WaitError::NotRunning { projection: P::NAME, target: target.clone(), state };
+                match &progress.state {
+                    RunState::Failed(error) => {
+                        return Err(WaitError::Failed {
+                            projection: P::NAME,
+                            target: target.clone(),
+                            error: Arc::clone(error),
+                        });
+                    }
+                    RunState::Stopped => return Err(not_running("stopped")),
+                    RunState::Abandoned => return Err(not_running("abandoned")),
+                    RunState::NotStarted | RunState::CatchingUp | RunState::CaughtUp => {}
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(WaitError::Timeout {
+                    projection: P::NAME,
+                    target: target.clone(),
+                    reached: self.checkpoint(),
+                    timeout,
+                });
+            }
+            first_of(self.shared.changed.changed(seen), sleep(left)).await;
+        }
+    }
+
+    /// [`ProjectionHandle::wait_for`] the store's head as it is now.
+    ///
+    /// # Errors
+    /// As [`ProjectionHandle::wait_for`], and [`WaitError::Store`] when the head cannot be read.
+    pub async fn wait_for_head(&self, timeout: Duration) -> Result<(), WaitError> {
+        let head = self.store.head().await.map_err(WaitError::Store)?;
+        self.wait_for(&head, timeout).await
+    }
+}

@@ -1,0 +1,576 @@
+//! Projections through the facade, as a user writes them: the derive, given/then, and the
+//! runner over the in-memory store (catch-up, live following, aliases and upcasting, future
+//! versions, retries, parking, identity changes, status and read-your-writes).
+
+#![allow(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use es::prelude::*;
+use es::projection::{
+    CheckpointStore, DispatchError, IdentityChange, InMemoryCheckpointStore, OnFailure, ProjectionError,
+    ProjectionIdentity, ProjectionOptions, ProjectionRunner, RunState, SavedCheckpoint, WaitError,
+};
+use es::testing::*;
+use es::{Checkpoint, DecodeErrorKind, EventStore, ExpectedVersion, InMemoryStore, NewEvent, StreamId};
+
+/// An account was opened.
+#[event(version = 1)]
+pub struct AccountOpened {
+    pub owner: String,
+}
+
+/// Money was paid in. Version 2 added `reference`.
+#[event(version = 2, upcast_from = MoneyDepositedV1)]
+pub struct MoneyDeposited {
+    pub amount: u64,
+    pub reference: String,
+}
+
+/// The first shape of `MoneyDeposited`.
+#[event(name = "MoneyDeposited", version = 1)]
+pub struct MoneyDepositedV1 {
+    pub amount: u64,
+}
+
+impl From<MoneyDepositedV1> for MoneyDeposited {
+    fn from(old: MoneyDepositedV1) -> Self {
+        Self { amount: old.amount, reference: "(none)".into() }
+    }
+}
+
+/// Money was taken out; stored as `FundsWithdrawn` before a rename.
+#[event(version = 1, aliases = ["FundsWithdrawn"])]
+pub struct MoneyWithdrawn {
+    pub amount: u64,
+}
+
+/// A shop was opened: stored as `Opened`, like a branch.
+#[event(name = "Opened", version = 1)]
+pub struct ShopOpened {
+    pub city: String,
+}
+
+/// A branch was opened: stored as `Opened`, like a shop.
+#[event(name = "Opened", version = 1)]
+pub struct BranchOpened {
+    pub manager: String,
+}
+
+#[derive(Aggregate, Default, Debug, Clone)]
+#[aggregate(id = String, events(ShopOpened))]
+pub struct Shop {}
+
+impl Apply<ShopOpened> for Shop {
+    fn apply(&mut self, _: &ShopOpened) {}
+}
+
+#[derive(Aggregate, Default, Debug, Clone)]
+#[aggregate(id = String, events(BranchOpened))]
+pub struct Branch {}
+
+impl Apply<BranchOpened> for Branch {
+    fn apply(&mut self, _: &BranchOpened) {}
+}
+
+/// Balances by account, and every position seen (to prove each event arrives once, in order).
+#[derive(Projection, Default, Debug, PartialEq)]
+#[projection(name = "balances", version = 1, events(AccountOpened, MoneyDeposited, MoneyWithdrawn))]
+pub struct Balances {
+    balances: BTreeMap<String, i64>,
+    references: Vec<String>,
+    positions: Vec<u64>,
+}
+
+impl Balances {
+    fn seen(&mut self, position: es::Position) -> Result<(), HandlerError> {
+        if self.positions.last().is_some_and(|last| *last >= position.0) {
+            return Err(format!("position {position} out of order").into());
+        }
+        self.positions.push(position.0);
+        Ok(())
+    }
+}
+
+impl Handle<AccountOpened> for Balances {
+    fn handle(&mut self, event: &Envelope<AccountOpened>) -> Result<(), HandlerError> {
+        self.seen(event.position)?;
+        self.balances.insert(event.stream.id().to_owned(), 0);
+        Ok(())
+    }
+}
+
+impl Handle<MoneyDeposited> for Balances {
+    fn handle(&mut self, event: &Envelope<MoneyDeposited>) -> Result<(), HandlerError> {
+        self.seen(event.position)?;
+        *self.balances.entry(event.stream.id().to_owned()).or_default() += i64::try_from(event.event.amount)?;
+        self.references.push(event.event.reference.clone());
+        Ok(())
+    }
+}
+
+impl Handle<MoneyWithdrawn> for Balances {
+    fn handle(&mut self, event: &Envelope<MoneyWithdrawn>) -> Result<(), HandlerError> {
+        self.seen(event.position)?;
+        *self.balances.entry(event.stream.id().to_owned()).or_default() -= i64::try_from(event.event.amount)?;
+        Ok(())
+    }
+}
+
+/// Two events stored under one name, told apart by the aggregate they come from.
+#[derive(Projection, Default, Debug, PartialEq)]
+#[projection(name = "openings", events(ShopOpened in Shop, BranchOpened in Branch))]
+pub struct Openings {
+    shops: Vec<String>,
+    branches: Vec<String>,
+}
+
+impl Handle<ShopOpened> for Openings {
+    fn handle(&mut self, event: &Envelope<ShopOpened>) -> Result<(), HandlerError> {
+        self.shops.push(event.event.city.clone());
+        Ok(())
+    }
+}
+
+impl Handle<BranchOpened> for Openings {
+    fn handle(&mut self, event: &Envelope<BranchOpened>) -> Result<(), HandlerError> {
+        self.branches.push(event.event.manager.clone());
+        Ok(())
+    }
+}
+
+/// Fails on deposits of 13 for its first `fail_times` tries of each.
+#[derive(Projection, Default, Debug)]
+#[projection(name = "fragile", events(MoneyDeposited))]
+pub struct Fragile {
+    fail_times: u32,
+    tries: Arc<AtomicU32>,
+    total: u64,
+}
+
+impl Handle<MoneyDeposited> for Fragile {
+    fn handle(&mut self, event: &Envelope<MoneyDeposited>) -> Result<(), HandlerError> {
+        if event.event.amount == 13 && self.tries.fetch_add(1, Ordering::SeqCst) < self.fail_times {
+            return Err("thirteen is unlucky".into());
+        }
+        self.total += event.event.amount;
+        Ok(())
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn new_event<E: Event>(event: &E) -> NewEvent {
+    NewEvent::new(RawEvent::new(E::NAME, E::VERSION, serde_json::to_string(event).unwrap()))
+}
+
+async fn append(store: &InMemoryStore, stream: &StreamId, events: Vec<NewEvent>) {
+    store.append(stream, ExpectedVersion::Any, events).await.unwrap();
+}
+
+fn account(id: &str) -> StreamId {
+    StreamId::new("BankAccount", id)
+}
+
+fn deposit(amount: u64) -> NewEvent {
+    new_event(&MoneyDeposited { amount, reference: "r".into() })
+}
+
+fn fast() -> ProjectionOptions {
+    ProjectionOptions {
+        batch_size: 7,
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        },
+        ..ProjectionOptions::default()
+    }
+}
+
+#[test]
+fn given_typed_and_stored_records_of_old_versions_and_names() {
+    Balances::given((
+        AccountOpened { owner: "ann".into() },
+        MoneyDeposited { amount: 50, reference: "salary".into() },
+        RawEvent::new("MoneyDeposited", 1, r#"{"amount":7}"#),
+        RawEvent::new("FundsWithdrawn", 1, r#"{"amount":20}"#),
+    ))
+    .then_state(|balances| {
+        assert_eq!(balances.balances["given"], 37);
+        assert_eq!(balances.references, ["salary", "(none)"]);
+    });
+}
+
+#[test]
+fn given_a_future_version_is_a_typed_error() {
+    Balances::given(RawEvent::new("MoneyDeposited", 3, r#"{"amount":7}"#)).then_error(|error| {
+        assert!(matches!(
+            error,
+            DispatchError::Decode(decode) if matches!(decode.kind, DecodeErrorKind::FutureVersion { found: 3, newest: 2 })
+        ));
+    });
+}
+
+#[test]
+#[should_panic(expected = "record 1 was not handled")]
+fn a_failed_record_fails_then_state_with_the_history() {
+    Balances::given(RawEvent::new("MoneyDeposited", 1, "not json")).then_state(|_| {});
+}
+
+#[test]
+fn same_named_events_of_two_aggregates_reach_their_own_handlers() {
+    let shop = es::StoredEvent {
+        position: es::Position(1),
+        stream: StreamId::new("Shop", "s"),
+        stream_version: Version(1),
+        event_id: Uuid::from_u128(1),
+        metadata: es::Metadata::new(),
+        recorded_at: std::time::SystemTime::now(),
+        event: RawEvent::new("Opened", 1, r#"{"city":"Oslo"}"#),
+    };
+    let branch = es::StoredEvent {
+        position: es::Position(2),
+        stream: StreamId::new("Branch", "b"),
+        event_id: Uuid::from_u128(2),
+        event: RawEvent::new("Opened", 1, r#"{"manager":"Bo"}"#),
+        ..shop.clone()
+    };
+    Openings::given(vec![shop, branch])
+        .then_state_is(Openings { shops: vec!["Oslo".into()], branches: vec!["Bo".into()] });
+    let filter = <Openings as Projection>::filter();
+    assert_eq!(filter.stream_types, ["Shop", "Branch"]);
+}
+
+#[tokio::test]
+async fn a_projection_added_after_many_events_sees_each_once_in_order() {
+    let store = InMemoryStore::new();
+    for n in 0..50 {
+        let stream = account(&n.to_string());
+        append(&store, &stream, vec![new_event(&AccountOpened { owner: "x".into() }), deposit(10)]).await;
+        // Events the projection does not select, in between.
+        append(&store, &StreamId::new("Shop", n.to_string()), vec![new_event(&ShopOpened { city: "c".into() })]).await;
+    }
+    let runner =
+        ProjectionRunner::new(Balances::default(), store.clone(), InMemoryCheckpointStore::new()).with_options(fast());
+    let handle = runner.handle();
+    let task = tokio::spawn(runner.run());
+    handle.wait_for_head(WAIT).await.unwrap();
+    handle.read(|balances| {
+        assert_eq!(balances.positions.len(), 100);
+        assert_eq!(balances.balances.len(), 50);
+        assert!(balances.balances.values().all(|b| *b == 10));
+    });
+    let status = handle.status().await.unwrap();
+    assert_eq!((status.lag, status.checkpoint == status.head), (0, true));
+    assert!(status.is_healthy(0), "{status:?}");
+    handle.stop();
+    task.await.unwrap().unwrap();
+    assert!(matches!(handle.state(), RunState::Stopped));
+    assert!(!handle.status().await.unwrap().is_healthy(u64::MAX));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn it_follows_writers_live_and_resumes_from_its_checkpoint() {
+    let store = InMemoryStore::new();
+    let checkpoints = InMemoryCheckpointStore::new();
+    // A slow poll: only the store's commit signal can make this test fast.
+    let options = ProjectionOptions { poll_interval: Duration::from_secs(60), ..fast() };
+    let runner =
+        ProjectionRunner::new(Balances::default(), store.clone(), checkpoints.clone()).with_options(options.clone());
+    let handle = runner.handle();
+    let task = tokio::spawn(runner.run());
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for n in 0..25 {
+                    append(&store, &account(&format!("{w}-{n}")), vec![deposit(1)]).await;
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    handle.wait_for_head(WAIT).await.unwrap();
+    assert_eq!(handle.read(|b| b.positions.len()), 100);
+    // Read-your-writes: one more event, waited for by its checkpoint.
+    append(&store, &account("last"), vec![deposit(5)]).await;
+    let head = store.head().await.unwrap();
+    handle.wait_for(&head, WAIT).await.unwrap();
+    assert_eq!(handle.read(|b| b.balances["last"]), 5);
+    handle.stop();
+    task.await.unwrap().unwrap();
+
+    // A new runner over the same checkpoints resumes: it sees only what came after.
+    append(&store, &account("after"), vec![deposit(2)]).await;
+    let runner = ProjectionRunner::new(Balances::default(), store.clone(), checkpoints).with_options(options);
+    let handle = runner.handle();
+    let task = tokio::spawn(runner.run());
+    handle.wait_for_head(WAIT).await.unwrap();
+    handle.read(|b| assert_eq!(b.balances.keys().collect::<Vec<_>>(), ["after"]));
+    handle.stop();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn records_under_an_alias_and_of_old_versions_reach_the_new_handler() {
+    let store = InMemoryStore::new();
+    let stream = account("ann");
+    append(
+        &store,
+        &stream,
+        vec![
+            NewEvent::new(RawEvent::new("MoneyDeposited", 1, r#"{"amount":30}"#)),
+            NewEvent::new(RawEvent::new("FundsWithdrawn", 1, r#"{"amount":10}"#)),
+        ],
+    )
+    .await;
+    let runner = ProjectionRunner::new(Balances::default(), store, InMemoryCheckpointStore::new());
+    let handle = runner.handle();
+    let task = tokio::spawn(runner.run());
+    handle.wait_for_head(WAIT).await.unwrap();
+    handle.read(|b| {
+        assert_eq!(b.balances["ann"], 20);
+        assert_eq!(b.references, ["(none)"]);
+    });
+    handle.stop();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_future_version_stops_the_projection_with_a_typed_error() {
+    let store = InMemoryStore::new();
+    append(&store, &account("a"), vec![deposit(1)]).await;
+    append(&store, &account("a"), vec![NewEvent::new(RawEvent::new("MoneyDeposited", 9, r#"{"amount":1}"#))]).await;
+    let runner = ProjectionRunner::new(Balances::default(), store, InMemoryCheckpointStore::new());
+    let handle = runner.handle();
+    let error = runner.run().await.unwrap_err();
+    assert!(error.is_future_version(), "{error}");
+    assert!(error.to_string().contains("position 2"), "{error}");
+    assert!(matches!(handle.state(), RunState::Failed(_)));
+    assert!(matches!(handle.wait_for_head(WAIT).await, Err(WaitError::Failed { .. })));
+    assert!(!handle.status().await.unwrap().is_healthy(u64::MAX));
+}
+
+#[tokio::test]
+async fn a_failing_handler_is_retried_then_stops_naming_the_event() {
+    let store = InMemoryStore::new();
+    append(&store, &account("a"), vec![deposit(1), deposit(13), deposit(2)]).await;
+    let tries = Arc::new(AtomicU32::new(0));
+    let fragile = Fragile { fail_times: u32::MAX, tries: Arc::clone(&tries), total: 0 };
+    let runner = ProjectionRunner::new(fragile, store, InMemoryCheckpointStore::new()).with_options(fast());
+    let handle = runner.handle();
+    let error = runner.run().await.unwrap_err();
+    assert_eq!(tries.load(Ordering::SeqCst), 3);
+    match error.as_ref() {
+        ProjectionError::Handler { event, attempts: 3, .. } => {
+            assert_eq!((event.position.0, event.stream_version.0, event.event_type.as_str()), (2, 2, "MoneyDeposited"));
+            assert_eq!(event.stream, account("a"));
+        }
+        other => panic!("unexpected {other}"),
+    }
+    let message = error.to_string();
+    assert!(message.contains("event 2 of stream BankAccount/a") && message.contains("position 2"), "{message}");
+    // Its batch was not checkpointed: a restart hands the batch to the handlers again.
+    assert_eq!(handle.checkpoint(), Checkpoint::START);
+}
+
+#[tokio::test]
+async fn a_retry_that_succeeds_loses_nothing() {
+    let store = InMemoryStore::new();
+    append(&store, &account("a"), vec![deposit(1), deposit(13), deposit(2)]).await;
+    let fragile = Fragile { fail_times: 2, tries: Arc::default(), total: 0 };
+    let runner = ProjectionRunner::new(fragile, store, InMemoryCheckpointStore::new()).with_options(fast());
+    let handle = runner.handle();
+    let task = tokio::spawn(runner.run());
+    handle.wait_for_head(WAIT).await.unwrap();
+    assert_eq!(handle.read(|f| f.total), 16);
+    handle.stop();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_parked_event_is_set_aside_and_the_rest_goes_on() {
+    let store = InMemoryStore::new();
+    append(&store, &account("a"), vec![deposit(1), deposit(13), deposit(2)]).await;
+    let fragile = Fragile { fail_times: u32::MAX, tries: Arc::default(), total: 0 };
+    let options = ProjectionOptions { on_failure: OnFailure::Park, ..fast() };
+    let runner = ProjectionRunner::new(fragile, store, InMemoryCheckpointStore::new()).with_options(options);
+    let handle = runner.handle();
+    let task = tokio::spawn(runner.run());
+    handle.wait_for_head(WAIT).await.unwrap();
+    assert_eq!(handle.read(|f| f.total), 3);
+    let parked = handle.parked();
+    assert_eq!(parked.len(), 1);
+    assert_eq!((parked[0].event.position.0, parked[0].attempts), (2, 3));
+    assert!(parked[0].error.contains("unlucky"));
+    assert_eq!(handle.status().await.unwrap().parked, 1);
+    handle.stop();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_changed_identity_rebuilds_or_is_refused() {
+    let store = InMemoryStore::new();
+    append(&store, &account("a"), vec![deposit(1), deposit(2)]).await;
+    let checkpoints = InMemoryCheckpointStore::new();
+    // A checkpoint at the head, stored by an older definition (another selection).
+    let old = ProjectionIdentity::new("balances", 1, "0000000000000000");
+    let head = store.head().await.unwrap();
+    checkpoints.save(&SavedCheckpoint { identity: old.clone(), checkpoint: head }).await.unwrap();
+
+    let refusing = ProjectionOptions { on_identity_change: IdentityChange::Refuse, ..fast() };
+    let runner = ProjectionRunner::new(Balances::default(), store.clone(), checkpoints.clone()).with_options(refusing);
+    let error = runner.run().await.unwrap_err();
+    assert!(matches!(error.as_ref(), ProjectionError::IdentityChanged { stored, .. } if *stored == old), "{error}");
+
+    // Rebuild (the default): from the first event, never a silent resume at the old checkpoint.
+    let runner = ProjectionRunner::new(Balances::default(), store.clone(), checkpoints.clone()).with_options(fast());
+    let handle = runner.handle();
+    let task = tokio::spawn(runner.run());
+    handle.wait_for_head(WAIT).await.unwrap();
+    assert_eq!(handle.read(|b| b.balances["a"]), 3);
+    handle.stop();
+    task.await.unwrap().unwrap();
+    let saved = checkpoints.load("balances").await.unwrap().unwrap();
+    assert_eq!(saved.identity, <Balances as Projection>::identity());
+}
+
+#[tokio::test]
+async fn a_runner_whose_task_died_is_never_healthy() {
+    let store = InMemoryStore::new();
+    let runner = ProjectionRunner::new(Balances::default(), store, InMemoryCheckpointStore::new());
+    let handle = runner.handle();
+    let task = tokio::spawn(runner.run());
+    handle.wait_for_head(WAIT).await.unwrap();
+    task.abort();
+    let _ = task.await;
+    assert!(matches!(handle.state(), RunState::Abandoned));
+    assert!(!handle.status().await.unwrap().is_healthy(u64::MAX));
+    assert!(matches!(handle.wait_for(&Checkpoint::START, WAIT).await, Ok(())));
+}
+
+#[tokio::test]
+async fn wait_for_times_out_when_nothing_runs() {
+    let store = InMemoryStore::new();
+    append(&store, &account("a"), vec![deposit(1)]).await;
+    let runner = ProjectionRunner::new(Balances::default(), store, InMemoryCheckpointStore::new());
+    let handle = runner.handle();
+    let result = handle.wait_for_head(Duration::from_millis(20)).await;
+    assert!(matches!(result, Err(WaitError::Timeout { .. })), "{result:?}");
+    assert!(matches!(handle.state(), RunState::NotStarted));
+    assert!(!handle.status().await.unwrap().is_healthy(u64::MAX));
+    drop(runner);
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_store_wakes_its_followers_on_commit() {
+    let store = es::SqliteStore::open_in_memory().unwrap();
+    // A poll interval no test would wait for: only the commit signal can wake the runner.
+    let options = ProjectionOptions { poll_interval: Duration::from_secs(3600), ..fast() };
+    let runner =
+        ProjectionRunner::new(Balances::default(), store.clone(), InMemoryCheckpointStore::new()).with_options(options);
+    let handle = runner.handle();
+    let task = tokio::spawn(runner.run());
+    handle.wait_for_head(WAIT).await.unwrap();
+    for n in 0..20 {
+        store.append(&account(&n.to_string()), ExpectedVersion::Any, vec![deposit(1)]).await.unwrap();
+        let head = store.head().await.unwrap();
+        handle.wait_for(&head, WAIT).await.unwrap();
+    }
+    assert_eq!(handle.read(|b| b.positions.len()), 20);
+    handle.stop();
+    task.await.unwrap().unwrap();
+}
+
+/// A read model in the store's SQLite file: handlers keep their changes, and
+/// `SqliteCheckpoints` writes them with the checkpoint in one transaction.
+#[cfg(feature = "sqlite")]
+#[derive(Projection, Default, Debug)]
+#[projection(name = "sql_balances", events(MoneyDeposited))]
+pub struct SqlBalances {
+    pending: Vec<(String, u64)>,
+    /// Fails on a deposit of this amount.
+    fail_on: Option<u64>,
+}
+
+#[cfg(feature = "sqlite")]
+impl Handle<MoneyDeposited> for SqlBalances {
+    fn handle(&mut self, event: &Envelope<MoneyDeposited>) -> Result<(), HandlerError> {
+        if self.fail_on == Some(event.event.amount) {
+            return Err("refused".into());
+        }
+        self.pending.push((event.stream.id().to_owned(), event.event.amount));
+        Ok(())
+    }
+}
+
+#[cfg(feature = "sqlite")]
+fn flush_balances(tx: &es_sqlite::rusqlite::Transaction<'_>, projection: &mut SqlBalances) -> Result<(), HandlerError> {
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS balances (account TEXT PRIMARY KEY, total INTEGER NOT NULL, deposits INTEGER NOT NULL)",
+    )?;
+    for (account, amount) in projection.pending.drain(..) {
+        tx.execute(
+            "INSERT INTO balances (account, total, deposits) VALUES (?1, ?2, 1)
+             ON CONFLICT (account) DO UPDATE SET total = total + excluded.total, deposits = deposits + 1",
+            (account, i64::try_from(amount)?),
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(feature = "sqlite")]
+async fn balances_table(store: &es::SqliteStore) -> Vec<(String, i64, i64)> {
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    store
+        .read(|tx| {
+            let mut statement = tx.prepare("SELECT account, total, deposits FROM balances ORDER BY account")?;
+            let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+            Ok::<_, Error>(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+        .unwrap()
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_failure_mid_batch_repeats_nothing_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bank.db");
+    let store = es::SqliteStore::open(&path).unwrap();
+    // 10 deposits of 1..=10 on two accounts; batches of 4: [1 2 3 4] [5 6 7 8] [9 10].
+    for amount in 1..=10 {
+        let stream = account(if amount % 2 == 0 { "even" } else { "odd" });
+        store.append(&stream, ExpectedVersion::Any, vec![deposit(amount)]).await.unwrap();
+    }
+    let options = ProjectionOptions { batch_size: 4, ..fast() };
+
+    // The handler fails on 6, in the middle of the second batch: the run stops, and only the
+    // first batch is in the table, with its checkpoint.
+    let checkpoints = es::SqliteCheckpoints::new(store.clone(), flush_balances).await.unwrap();
+    let failing = SqlBalances { fail_on: Some(6), ..SqlBalances::default() };
+    let runner = ProjectionRunner::new(failing, store.clone(), checkpoints).with_options(options.clone());
+    let error = runner.run().await.unwrap_err();
+    assert!(matches!(error.as_ref(), ProjectionError::Handler { event, .. } if event.position.0 == 6), "{error}");
+    assert_eq!(balances_table(&store).await, [("even".to_owned(), 6, 2), ("odd".to_owned(), 4, 2)]);
+
+    // After a restart (the same file, a new process), a clean run finishes the job: every
+    // deposit counted once.
+    drop(store);
+    let store = es::SqliteStore::open(&path).unwrap();
+    let checkpoints = es::SqliteCheckpoints::new(store.clone(), flush_balances).await.unwrap();
+    let runner = ProjectionRunner::new(SqlBalances::default(), store.clone(), checkpoints).with_options(options);
+    let handle = runner.handle();
+    let task = tokio::spawn(runner.run());
+    handle.wait_for_head(WAIT).await.unwrap();
+    handle.stop();
+    task.await.unwrap().unwrap();
+    assert_eq!(balances_table(&store).await, [("even".to_owned(), 30, 5), ("odd".to_owned(), 25, 5)]);
+}
