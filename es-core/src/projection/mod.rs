@@ -161,7 +161,7 @@ pub fn selected_index(selection: &[Selected], record: &StoredEvent) -> Option<us
 ///
 /// # Errors
 /// A [`DecodeError`] naming the stream, the version and the event type; a schema version
-/// newer than `E` is [`DecodeErrorKind::FutureVersion`].
+/// newer than `E` is [`DecodeErrorKind::FutureVersion`](crate::DecodeErrorKind::FutureVersion).
 pub fn decode_event<E: Event>(record: &StoredEvent) -> Result<Envelope<E>, DecodeError> {
     crate::__private::decode_listed(record)
 }
