@@ -504,6 +504,7 @@ fn the_aggregate_schema_lists_every_event_in_declaration_order() {
     let schema = Parcel::schema();
     assert_eq!(schema.name, "parcel");
     assert_eq!(schema.doc, "A parcel on its way.");
+    assert_eq!((schema.id_type, schema.snapshot_version), ("u64", None));
     let events: Vec<(&str, u32)> = schema.events.iter().map(|e| (e.name, e.version)).collect();
     assert_eq!(
         events,

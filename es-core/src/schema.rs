@@ -188,6 +188,10 @@ pub struct AggregateSchema {
     pub name: &'static str,
     /// The aggregate's doc comment.
     pub doc: &'static str,
+    /// The Rust type of its id, as written in `id = ...`.
+    pub id_type: &'static str,
+    /// The schema version of its snapshotted state (`snapshot(version = N)`), if it snapshots.
+    pub snapshot_version: Option<u32>,
     /// Its events, in declaration order.
     pub events: Vec<EventSchema>,
 }

@@ -120,7 +120,13 @@ impl Aggregate for Counter {
     }
 
     fn schema() -> AggregateSchema {
-        AggregateSchema { name: Self::TYPE, doc: "A counter.", events: vec![Incremented::schema()] }
+        AggregateSchema {
+            name: Self::TYPE,
+            doc: "A counter.",
+            id_type: "String",
+            snapshot_version: Some(1),
+            events: vec![Incremented::schema()],
+        }
     }
 }
 

@@ -72,6 +72,14 @@ pub fn tokens(model: &ast::Aggregate) -> TokenStream {
         _ => (quote!(::core::option::Option::None), TokenStream::new()),
     };
     let schemas = listed.schemas();
+    let id_type = ast::type_text(&id);
+    let snapshot_version = match model.args.snapshot.get() {
+        Some(snapshot) => {
+            let version = snapshot.version;
+            quote!(::core::option::Option::Some(#version))
+        }
+        None => quote!(::core::option::Option::None),
+    };
 
     quote! {
         #event_enum
@@ -101,6 +109,8 @@ pub fn tokens(model: &ast::Aggregate) -> TokenStream {
                 #p::AggregateSchema {
                     name: #stream_type,
                     doc: #doc,
+                    id_type: #id_type,
+                    snapshot_version: #snapshot_version,
                     events: ::std::vec![#(#schemas),*],
                 }
             }
