@@ -115,8 +115,8 @@ pub use es_core::{
     Aggregate, AppendOutcome, Appended, Apply, Checkpoint, CommandOptions, CommandResult, DecodeError, DecodeErrorKind,
     Envelope, Event, EventSet, EventStore, Executed, ExpectedVersion, InMemoryStore, IntoEvents, Loaded, Metadata,
     NewEvent, Position, RawEvent, ReadAllFilter, Repository, RepositoryError, RetryPolicy, Snapshot, SnapshotPolicy,
-    StoreError, StoredEvent, StreamId, UpcastError, Version, decode_raw, decode_record, record, repository, schema,
-    store, timer,
+    StoreError, StoredEvent, StreamId, UpcastError, Version, decode_raw, decode_record, record, repository, store,
+    timer,
 };
 pub use es_derive::{Aggregate, apply, event};
 #[cfg(feature = "sqlite")]
@@ -125,6 +125,16 @@ pub use uuid::Uuid;
 
 #[cfg(feature = "testing")]
 pub use es_core::conformance_suite;
+
+/// The schema model (what `#[event]` and `#[derive(Aggregate)]` record) and, with feature
+/// `schema-docs` (on by default), what is made of it: [`System`](schema::System), the
+/// [`markdown`](schema::markdown), [`json_schema`](schema::json_schema) and
+/// [`asyncapi`](schema::asyncapi) renderers, and the schema [`lock`](schema::lock).
+pub mod schema {
+    pub use es_core::schema::*;
+    #[cfg(feature = "schema-docs")]
+    pub use es_schema::{AggregateList, System, asyncapi, json_schema, lock, markdown};
+}
 
 mod any_store;
 pub use any_store::{AnyStore, AnyStoreError};

@@ -1,0 +1,146 @@
+//! The schema docs of the bank domain and of a domain that uses every kind of upcast and the
+//! serde attributes the model describes: Markdown (snapshot), JSON Schema and AsyncAPI.
+
+#[allow(dead_code)]
+#[path = "../examples/bank_account/domain.rs"]
+mod domain;
+
+use es::__private::serde_json::{Value, json};
+use es::prelude::*;
+use es::schema::{System, asyncapi, json_schema, markdown};
+
+/// Version 3 of a parcel's shipment: the weight is in grams now.
+#[event(version = 3, upcast_from = ParcelShippedV2)]
+#[serde(rename_all = "camelCase")]
+pub struct ParcelShipped {
+    /// Where to.
+    pub destination: String,
+    /// The weight in grams.
+    pub weight_grams: u32,
+    /// The tracking numbers of the carrier.
+    #[serde(default)]
+    pub tracking: Vec<String>,
+    /// The id of the label, when one was printed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<Uuid>,
+}
+
+/// Version 2: the weight was in kilograms, and version 1 is only known as JSON.
+#[event(name = "ParcelShipped", version = 2, upcast_json(v1 = shipped_v1_to_v2))]
+pub struct ParcelShippedV2 {
+    /// Where to.
+    pub destination: String,
+    /// The weight in kilograms.
+    pub weight_kg: f64,
+}
+
+impl From<ParcelShippedV2> for ParcelShipped {
+    fn from(old: ParcelShippedV2) -> Self {
+        let grams = (old.weight_kg * 1000.0).clamp(0.0, f64::from(u32::MAX));
+        // In range after the clamp.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let weight_grams = grams as u32;
+        Self { destination: old.destination, weight_grams, tracking: Vec::new(), label: None }
+    }
+}
+
+/// Version 1 stored `to` and no weight.
+fn shipped_v1_to_v2(mut v1: Value) -> Result<Value, es::UpcastError> {
+    let object = v1.as_object_mut().ok_or_else(|| es::UpcastError::new("version 1 is an object"))?;
+    let to = object.remove("to").unwrap_or(json!(""));
+    Ok(json!({ "destination": to, "weight_kg": 0.0 }))
+}
+
+/// The parcel was delivered, and signed for.
+#[event(version = 1, aliases = ["ParcelArrived"])]
+#[serde(tag = "kind")]
+pub struct ParcelDelivered {
+    /// Who signed, by name and by role.
+    pub signed_by: (String, String),
+    /// When, as Unix seconds.
+    pub at: i64,
+}
+
+/// A parcel on its way.
+#[derive(Aggregate, Default, Debug, Clone)]
+#[aggregate(id = String, name = "parcel", events(ParcelShipped, ParcelDelivered))]
+pub struct Parcel {
+    delivered: bool,
+}
+
+#[es::apply]
+impl Parcel {
+    fn shipped(&mut self, _: &ParcelShipped) {}
+    fn delivered(&mut self, _: &ParcelDelivered) {
+        self.delivered = true;
+    }
+}
+
+fn system() -> System {
+    System::of::<(domain::BankAccount, Parcel)>("the bank and its parcels")
+}
+
+#[test]
+fn the_markdown_page_is_the_reviewed_one() {
+    insta::assert_snapshot!("events.md", markdown::render(&system()));
+}
+
+#[test]
+fn the_markdown_shows_every_version_and_says_which_ones_are_raw_json() {
+    let page = markdown::render(&system());
+    assert!(
+        page.contains("- [BankAccount](#bankaccount)\n  - [AccountOpened](#bankaccount-accountopened) (version 1)")
+    );
+    assert!(page.contains("    v1 -- upcast_from --> v2"), "{page}");
+    assert!(page.contains("    v2 -- upcast_from --> v3\n    v1 -. upcast_json .-> v2"), "{page}");
+    assert!(page.contains("##### Version 1: raw JSON"), "{page}");
+    assert!(page.contains("its fields are no longer known to the code"), "{page}");
+    assert!(
+        page.contains("| `weightGrams` (Rust `weight_grams`) | `u32` | required | The weight in grams. |"),
+        "{page}"
+    );
+    assert!(page.contains("| `label` | `Option<Uuid>` | optional, left out when `Option::is_none` |"), "{page}");
+}
+
+#[test]
+fn every_described_version_has_a_json_schema() {
+    let schemas = json_schema::system(&system());
+    let names: Vec<&str> = schemas.iter().map(|s| s.file_name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "BankAccount.AccountOpened.v1.schema.json",
+            "BankAccount.MoneyDeposited.v2.schema.json",
+            "BankAccount.MoneyDeposited.v1.schema.json",
+            "BankAccount.MoneyWithdrawn.v1.schema.json",
+            "BankAccount.AccountClosed.v1.schema.json",
+            "parcel.ParcelShipped.v3.schema.json",
+            "parcel.ParcelShipped.v2.schema.json",
+            "parcel.ParcelDelivered.v1.schema.json",
+        ]
+    );
+    let shipped = &schemas[5].schema;
+    assert_eq!(shipped["$schema"], "https://json-schema.org/draft/2020-12/schema");
+    assert_eq!(shipped["required"], json!(["destination", "weightGrams"]));
+    assert_eq!(shipped["properties"]["weightGrams"]["maximum"], json!(u32::MAX));
+    assert_eq!(shipped["properties"]["label"]["anyOf"][0]["format"], "uuid");
+    assert_eq!(shipped["properties"]["tracking"]["items"]["type"], "string");
+    let delivered = &schemas[7].schema;
+    assert_eq!(delivered["properties"]["kind"]["const"], "ParcelDelivered");
+    assert_eq!(delivered["properties"]["signed_by"]["prefixItems"][1]["type"], "string");
+}
+
+#[test]
+fn the_asyncapi_document_has_a_channel_per_aggregate_and_a_message_per_version() {
+    let document = asyncapi::render(&system(), "1.0.0");
+    assert_eq!(document["asyncapi"], "3.0.0");
+    let channels: Vec<&String> = document["channels"].as_object().map(|c| c.keys().collect()).unwrap_or_default();
+    assert_eq!(channels.len(), 2);
+    let messages = document["channels"]["parcel"]["messages"].as_object().map(|m| m.len());
+    // ParcelShipped v3, v2, v1 (raw JSON) and ParcelDelivered v1.
+    assert_eq!(messages, Some(4));
+    let delivered = &document["components"]["messages"]["parcel.ParcelDelivered.v1"];
+    // Draft-07, which AsyncAPI 3.0's default schema format accepts: tuples as `items: [...]`.
+    assert_eq!(delivered["payload"]["properties"]["signed_by"]["items"][0]["type"], "string");
+    assert_eq!(document["operations"]["parcel.append"]["action"], "send");
+}
