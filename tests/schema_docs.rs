@@ -144,3 +144,36 @@ fn the_asyncapi_document_has_a_channel_per_aggregate_and_a_message_per_version()
     assert_eq!(delivered["payload"]["properties"]["signed_by"]["items"][0]["type"], "string");
     assert_eq!(document["operations"]["parcel.append"]["action"], "send");
 }
+
+/// The official AsyncAPI parser, `@asyncapi/parser` (pinned in `tests/asyncapi/package.json`),
+/// run on Node: it fails, never skips, when Node or npm is missing.
+#[test]
+fn the_asyncapi_document_passes_the_official_parser() {
+    use std::process::Command;
+
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/asyncapi");
+    let node = Command::new("node").arg("--version").output();
+    assert!(
+        node.as_ref().is_ok_and(|out| out.status.success()),
+        "this test runs the official AsyncAPI parser on Node, and `node` cannot be run ({node:?}): install Node.js \
+         and npm (`apt-get install nodejs npm`); `.ci/run` then installs the parser"
+    );
+    if !folder.join("node_modules/@asyncapi/parser").exists() {
+        let install = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&folder).output();
+        assert!(
+            install.as_ref().is_ok_and(|out| out.status.success()),
+            "installing the AsyncAPI parser with `npm ci` in {} failed: {install:?}",
+            folder.display()
+        );
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("a temporary folder: {error}"));
+    let path = dir.path().join("events.asyncapi.json");
+    let document = asyncapi::render(&system(), "1.0.0");
+    let text = es::__private::serde_json::to_string_pretty(&document).unwrap_or_default();
+    std::fs::write(&path, text).unwrap_or_else(|error| panic!("writing {}: {error}", path.display()));
+    let run = Command::new("node").arg(folder.join("validate.mjs")).arg(&path).output();
+    let run = run.unwrap_or_else(|error| panic!("running node: {error}"));
+    let report = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success(), "the AsyncAPI parser rejects the document:\n{report}");
+    assert!(report.contains("valid AsyncAPI 3.0.0 document: 2 channels, 9 messages"), "{report}");
+}
