@@ -169,7 +169,7 @@ fn the_asyncapi_document_passes_the_official_parser() {
     let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("a temporary folder: {error}"));
     let path = dir.path().join("events.asyncapi.json");
     let document = asyncapi::render(&system(), "1.0.0");
-    let text = es::__private::serde_json::to_string_pretty(&document).unwrap_or_default();
+    let text = serde_json::to_string_pretty(&document).unwrap_or_default();
     std::fs::write(&path, text).unwrap_or_else(|error| panic!("writing {}: {error}", path.display()));
     let run = Command::new("node").arg(folder.join("validate.mjs")).arg(&path).output();
     let run = run.unwrap_or_else(|error| panic!("running node: {error}"));
