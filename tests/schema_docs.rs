@@ -177,3 +177,83 @@ fn the_asyncapi_document_passes_the_official_parser() {
     assert!(run.status.success(), "the AsyncAPI parser rejects the document:\n{report}");
     assert!(report.contains("valid AsyncAPI 3.0.0 document: 2 channels, 9 messages"), "{report}");
 }
+
+/// The JSON of one example of each event version, under its schema's file name.
+fn examples() -> Vec<(&'static str, Value)> {
+    use domain::{AccountClosed, AccountOpened, MoneyDeposited, MoneyDepositedV1, MoneyWithdrawn};
+    let json = |value: Result<Value, serde_json::Error>| value.unwrap_or_else(|error| panic!("an example: {error}"));
+    vec![
+        (
+            "BankAccount.AccountOpened.v1.schema.json",
+            json(serde_json::to_value(AccountOpened { owner: "ann".into(), initial_deposit: 100 })),
+        ),
+        (
+            "BankAccount.MoneyDeposited.v2.schema.json",
+            json(serde_json::to_value(MoneyDeposited { amount: 50, reference: "salary".into() })),
+        ),
+        ("BankAccount.MoneyDeposited.v1.schema.json", json(serde_json::to_value(MoneyDepositedV1 { amount: 5 }))),
+        ("BankAccount.MoneyWithdrawn.v1.schema.json", json(serde_json::to_value(MoneyWithdrawn { amount: 20 }))),
+        ("BankAccount.AccountClosed.v1.schema.json", json(serde_json::to_value(AccountClosed {}))),
+        (
+            "parcel.ParcelShipped.v3.schema.json",
+            json(serde_json::to_value(ParcelShipped {
+                destination: "Lyon".into(),
+                weight_grams: 1200,
+                tracking: vec!["TR-1".into()],
+                label: Some(Uuid::now_v7()),
+            })),
+        ),
+        (
+            "parcel.ParcelShipped.v2.schema.json",
+            json(serde_json::to_value(ParcelShippedV2 { destination: "Lyon".into(), weight_kg: 1.2 })),
+        ),
+        (
+            "parcel.ParcelDelivered.v1.schema.json",
+            json(serde_json::to_value(ParcelDelivered {
+                signed_by: ("Ann".into(), "owner".into()),
+                at: 1_700_000_000,
+            })),
+        ),
+    ]
+}
+
+#[test]
+fn the_json_schemas_are_valid_2020_12_and_accept_the_events_they_describe() {
+    let schemas = json_schema::system(&system());
+    let examples = examples();
+    assert_eq!(examples.len(), schemas.len(), "one example per event version");
+    for schema in &schemas {
+        if let Err(error) = jsonschema::draft202012::meta::validate(&schema.schema) {
+            panic!("{} is not a valid draft 2020-12 schema: {error}\n{:#}", schema.file_name, schema.schema);
+        }
+        let validator = jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&schema.schema)
+            .unwrap_or_else(|error| panic!("{}: {error}", schema.file_name));
+        let Some((_, example)) = examples.iter().find(|(name, _)| *name == schema.file_name) else {
+            panic!("no example for {}", schema.file_name)
+        };
+        if let Err(error) = validator.validate(example) {
+            panic!("{} rejects its own event {example}: {error}", schema.file_name);
+        }
+    }
+    // And they reject what does not fit: a missing required key, a negative `u32`, a wrong tag.
+    let by_name = |name: &str| schemas.iter().find(|s| s.file_name == name).map(|s| s.schema.clone());
+    let shipped = by_name("parcel.ParcelShipped.v3.schema.json").unwrap_or_default();
+    assert!(!jsonschema::is_valid(&shipped, &json!({ "destination": "Lyon" })));
+    assert!(!jsonschema::is_valid(&shipped, &json!({ "destination": "Lyon", "weightGrams": -1 })));
+    let delivered = by_name("parcel.ParcelDelivered.v1.schema.json").unwrap_or_default();
+    assert!(!jsonschema::is_valid(&delivered, &json!({ "kind": "Other", "signed_by": ["a", "b"], "at": 1 })));
+}
+
+#[test]
+fn the_asyncapi_payloads_are_valid_draft_07() {
+    let document = asyncapi::render(&system(), "1.0.0");
+    let messages = document["components"]["messages"].as_object().cloned().unwrap_or_default();
+    assert_eq!(messages.len(), 9);
+    for (name, message) in &messages {
+        if let Err(error) = jsonschema::draft7::meta::validate(&message["payload"]) {
+            panic!("the payload of {name} is not valid draft-07: {error}");
+        }
+    }
+}
