@@ -123,6 +123,12 @@ pub use es_derive::{Aggregate, apply, event};
 pub use es_sqlite::SqliteStore;
 pub use uuid::Uuid;
 
+/// `#[derive(es::JsonSchema)]` for the types nested in events (feature `json-schema`), with
+/// `#[schemars(crate = "es::__private::schemars")]` beside it: `#[event]` derives it on the event
+/// itself, and a nested type without it is a compile error that names the type.
+#[cfg(feature = "json-schema")]
+pub use es_core::__private::schemars::JsonSchema;
+
 #[cfg(feature = "testing")]
 pub use es_core::conformance_suite;
 

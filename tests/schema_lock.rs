@@ -12,6 +12,7 @@ use es::schema::lock::{self, Breaking, Change, Lock, LockError, Mode};
 /// A nested type, stored inside `Opened`.
 #[derive(Debug, Clone, PartialEq, es::prelude::Serialize, es::prelude::Deserialize)]
 #[serde(crate = "es::__private::serde")]
+#[cfg_attr(feature = "json-schema", derive(es::JsonSchema), schemars(crate = "es::__private::schemars"))]
 pub struct Address {
     /// The street.
     pub street: String,
@@ -20,6 +21,7 @@ pub struct Address {
 /// Another nested type, of another name.
 #[derive(Debug, Clone, PartialEq, es::prelude::Serialize, es::prelude::Deserialize)]
 #[serde(crate = "es::__private::serde")]
+#[cfg_attr(feature = "json-schema", derive(es::JsonSchema), schemars(crate = "es::__private::schemars"))]
 pub struct PostalAddress {
     /// The lines.
     pub lines: Vec<String>,

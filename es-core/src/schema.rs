@@ -179,6 +179,9 @@ pub struct EventSchema {
     pub fields: &'static [FieldSchema],
     /// How older versions are read.
     pub upcast: Upcast,
+    /// The payload's JSON Schema (draft 2020-12) as `schemars` derives it, with feature
+    /// `json-schema`; `None` without it.
+    pub json_schema: Option<serde_json::Value>,
 }
 
 /// Every event of one aggregate.

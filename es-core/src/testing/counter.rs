@@ -41,6 +41,7 @@ impl Event for Incremented {
             container: ContainerSchema::PLAIN,
             fields: const { &[FieldSchema::plain("by", "u64", "How much.")] },
             upcast: Upcast::None,
+            json_schema: None,
         }
     }
 }
