@@ -387,6 +387,65 @@ mod raw_json {
     }
 }
 
+/// A nested type that keeps its name and changes inside: before and after.
+mod inside_before {
+    use es::Apply;
+    use es::prelude::*;
+
+    /// Where to.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(crate = "es::__private::serde")]
+    #[cfg_attr(feature = "json-schema", derive(es::JsonSchema), schemars(crate = "es::__private::schemars"))]
+    pub struct Address {
+        /// The street.
+        pub street: String,
+    }
+
+    /// Moved.
+    #[event(version = 1)]
+    pub struct Moved {
+        pub to: Address,
+    }
+
+    /// The account.
+    #[derive(Aggregate, Default, Debug, Clone)]
+    #[aggregate(id = u64, name = "account", events(Moved))]
+    pub struct Account {}
+    impl Apply<Moved> for Account {
+        fn apply(&mut self, _: &Moved) {}
+    }
+}
+
+mod inside_after {
+    use es::Apply;
+    use es::prelude::*;
+
+    /// Where to, now with a required house number.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(crate = "es::__private::serde")]
+    #[cfg_attr(feature = "json-schema", derive(es::JsonSchema), schemars(crate = "es::__private::schemars"))]
+    pub struct Address {
+        /// The street.
+        pub street: String,
+        /// The house number.
+        pub number: u32,
+    }
+
+    /// Moved.
+    #[event(version = 1)]
+    pub struct Moved {
+        pub to: Address,
+    }
+
+    /// The account.
+    #[derive(Aggregate, Default, Debug, Clone)]
+    #[aggregate(id = u64, name = "account", events(Moved))]
+    pub struct Account {}
+    impl Apply<Moved> for Account {
+        fn apply(&mut self, _: &Moved) {}
+    }
+}
+
 fn system<A: es::Aggregate>() -> System {
     System::new("test").with::<A>()
 }
@@ -461,6 +520,38 @@ fn changing_a_nested_type_is_breaking() {
     let (one, message) = one_break::<nested_changed::Account>();
     assert!(matches!(one.change, Change::TypeChanged { ref field, .. } if field == "address"), "{one:?}");
     assert!(message.contains("from `super::Address` to `super::PostalAddress`"), "{message}");
+}
+
+/// With feature `json-schema`, the lock compares each field's JSON Schema, nested types
+/// resolved: a change inside `Address` is reported on the field that holds it.
+#[cfg(feature = "json-schema")]
+#[test]
+fn changing_a_nested_type_inside_is_breaking() {
+    let report = lock::compare(&lock_of::<inside_before::Account>(), &lock_of::<inside_after::Account>());
+    assert_eq!(report.breaking.len(), 1, "{report:#?}");
+    let one = &report.breaking[0];
+    assert!(
+        matches!(&one.change, Change::NestedChanged { field, ty, .. } if field == "to" && ty == "Address"),
+        "{one:?}"
+    );
+    let message = one.to_string();
+    assert!(
+        message.contains("`Moved` version 1 (aggregate `account`): field `to` keeps its type `Address`"),
+        "{message}"
+    );
+    assert!(message.contains("\"number\""), "{message}");
+    assert!(message.contains("version 2"), "{message}");
+    // A doc comment is no shape: changing one is no change.
+    assert!(lock::compare(&lock_of::<inside_before::Account>(), &lock_of::<inside_before::Account>()).is_clean());
+}
+
+/// Without feature `json-schema`, the lock knows a field's type by its name only, as its docs
+/// say: a change inside a type that keeps its name is not seen.
+#[cfg(not(feature = "json-schema"))]
+#[test]
+fn without_json_schema_a_change_inside_a_nested_type_is_not_seen() {
+    let report = lock::compare(&lock_of::<inside_before::Account>(), &lock_of::<inside_after::Account>());
+    assert!(report.is_clean(), "{report:#?}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use es_core::schema::EventSchema;
 use serde_json::{Map, Value, json};
 
 use crate::System;
-use crate::json_schema::{Draft, file_part, payload};
+use crate::json_schema::{Draft, file_part, payload, to_draft07_at, with_tag};
 use crate::system::{Known, versions};
 
 /// The AsyncAPI 3.0 document of `system`; `version` is the document's `info.version`.
@@ -18,6 +18,7 @@ pub fn render(system: &System, version: &str) -> Value {
     let mut channels = Map::new();
     let mut operations = Map::new();
     let mut messages = Map::new();
+    let mut schemas = Map::new();
     for aggregate in &system.aggregates {
         let channel_key = file_part(aggregate.name);
         let mut channel_messages = Map::new();
@@ -26,7 +27,7 @@ pub fn render(system: &System, version: &str) -> Value {
             for (event_version, known) in versions(event) {
                 let key = format!("{}.v{event_version}", file_part(event.name));
                 let component = format!("{channel_key}.{key}");
-                messages.insert(component.clone(), message(event, event_version, known));
+                messages.insert(component.clone(), message(event, event_version, known, &mut schemas));
                 channel_messages.insert(key.clone(), json!({ "$ref": format!("#/components/messages/{component}") }));
                 refs.push(json!({ "$ref": format!("#/channels/{channel_key}/messages/{key}") }));
             }
@@ -61,11 +62,11 @@ pub fn render(system: &System, version: &str) -> Value {
         "defaultContentType": "application/json",
         "channels": channels,
         "operations": operations,
-        "components": { "messages": messages },
+        "components": { "messages": messages, "schemas": schemas },
     })
 }
 
-fn message(event: &EventSchema, version: u32, known: Known<'_>) -> Value {
+fn message(event: &EventSchema, version: u32, known: Known<'_>, schemas: &mut Map<String, Value>) -> Value {
     let mut message = Map::new();
     message.insert("name".into(), json!(event.name));
     message.insert("title".into(), json!(format!("{} v{version}", event.name)));
@@ -76,7 +77,7 @@ fn message(event: &EventSchema, version: u32, known: Known<'_>) -> Value {
                 message.insert("summary".into(), json!(first_line(schema.doc)));
                 message.insert("description".into(), json!(schema.doc.trim()));
             }
-            message.insert("payload".into(), payload(schema, Draft::V07));
+            message.insert("payload".into(), asyncapi_payload(schema, schemas));
         }
         Known::Raw => {
             message.insert(
@@ -99,6 +100,23 @@ fn message(event: &EventSchema, version: u32, known: Known<'_>) -> Value {
         }),
     );
     Value::Object(message)
+}
+
+/// The payload in draft-07, with the nested types' definitions (schemars' `$defs`, feature
+/// `json-schema`) moved to `components.schemas`, where its references point: a `#/...` pointer
+/// inside a message is read from the document's root.
+fn asyncapi_payload(event: &EventSchema, schemas: &mut Map<String, Value>) -> Value {
+    let Some(derived) = &event.json_schema else { return payload(event, Draft::V07) };
+    let mut payload = to_draft07_at(&with_tag(derived, event), "#/components/schemas/");
+    if let Value::Object(map) = &mut payload {
+        map.remove("title");
+        if let Some(Value::Object(definitions)) = map.remove("definitions") {
+            for (name, schema) in definitions {
+                schemas.entry(name).or_insert(schema);
+            }
+        }
+    }
+    payload
 }
 
 fn first_line(doc: &str) -> &str {

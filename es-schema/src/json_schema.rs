@@ -1,11 +1,15 @@
-//! A JSON Schema for every event version, from the schema model.
+//! A JSON Schema for every event version.
 //!
-//! Field types are read from their Rust type as written: strings, booleans, integers (with
+//! With the facade's feature `json-schema`, `#[event]` derives `schemars::JsonSchema` and the
+//! schema is schemars' own: every nested struct and enum is described precisely (under
+//! `$defs`), and types nested in events need `#[derive(es::JsonSchema)]` too (a missing one is
+//! a compile error that names the type). Without the feature, the schema is built from the
+//! schema model: field types are read from their Rust type as written: strings, booleans, integers (with
 //! their range), floats, `Option`, `Vec` and the other sequences, maps, tuples, arrays, `Uuid`
 //! and the usual time types are described precisely. A type the model only knows by its name
 //! (a struct or enum of the user's, nested in the event) is described as any JSON value, with a
 //! `$comment` that names it; serde's keys, renames, tagging, flatten and `deny_unknown_fields`
-//! are honoured. Schemas are draft 2020-12 ([`Draft::V2020_12`]); [`Draft::V07`] writes the
+//! are honoured in both modes. Schemas are draft 2020-12 ([`Draft::V2020_12`]); [`Draft::V07`] writes the
 //! same schema in draft-07, the dialect AsyncAPI 3.0 payloads use by default.
 
 use es_core::schema::{EventSchema, FieldSchema, Read, Shape};
@@ -87,14 +91,97 @@ pub fn document(event: &EventSchema, draft: Draft) -> Value {
         schema.insert("description".into(), json!(event.doc.trim()));
     }
     if let Value::Object(payload) = payload(event, draft) {
-        schema.extend(payload);
+        for (key, value) in payload {
+            // schemars' own `title` is the Rust type's name; the document's names the version.
+            if key != "title" && key != "$schema" {
+                schema.insert(key, value);
+            }
+        }
     }
     Value::Object(schema)
 }
 
+/// schemars' schema (draft 2020-12) written in draft-07: `$defs` as `definitions`, tuples'
+/// `prefixItems` as `items: [...]`.
+fn to_draft07(value: &Value) -> Value {
+    to_draft07_at(value, "#/definitions/")
+}
+
+/// [`to_draft07`] with references to the definitions rewritten to `definitions` (the pointer
+/// where they will be found: AsyncAPI hoists them into `components.schemas`).
+pub(crate) fn to_draft07_at(value: &Value, definitions: &str) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut out = Map::new();
+            let tuple = map.contains_key("prefixItems");
+            for (key, value) in map {
+                match key.as_str() {
+                    "$schema" => {}
+                    "$defs" => {
+                        out.insert("definitions".into(), to_draft07_at(value, definitions));
+                    }
+                    "$ref" => {
+                        let reference = value.as_str().unwrap_or_default().replacen("#/$defs/", definitions, 1);
+                        out.insert(key.clone(), json!(reference));
+                    }
+                    "prefixItems" => {
+                        out.insert("items".into(), to_draft07_at(value, definitions));
+                    }
+                    "items" if tuple => {
+                        out.insert("additionalItems".into(), to_draft07_at(value, definitions));
+                    }
+                    _ => {
+                        out.insert(key.clone(), to_draft07_at(value, definitions));
+                    }
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|item| to_draft07_at(item, definitions)).collect()),
+        other => other.clone(),
+    }
+}
+
 /// The schema of one event version's stored payload, without `$schema`.
 #[must_use]
+///
+/// With feature `json-schema` it is the schema schemars derived for the struct (nested types
+/// described precisely, under `$defs`); without it, it is built from the schema model.
 pub fn payload(event: &EventSchema, draft: Draft) -> Value {
+    if let Some(schema) = &event.json_schema {
+        let schema = with_tag(schema, event);
+        return match draft {
+            Draft::V2020_12 => {
+                let mut schema = schema;
+                if let Value::Object(map) = &mut schema {
+                    map.remove("$schema");
+                }
+                schema
+            }
+            Draft::V07 => to_draft07(&schema),
+        };
+    }
+    model_payload(event, draft)
+}
+
+/// schemars leaves out the entry serde's `#[serde(tag = "...")]` adds to a struct: put it in.
+pub(crate) fn with_tag(schema: &Value, event: &EventSchema) -> Value {
+    let mut schema = schema.clone();
+    let (Some(tag), Value::Object(map)) = (event.container.tag, &mut schema) else { return schema };
+    if let Value::Object(properties) = map.entry("properties").or_insert_with(|| json!({})) {
+        properties.entry(tag).or_insert_with(|| json!({ "const": event.container.tag_value }));
+    }
+    if let Value::Array(required) = map.entry("required").or_insert_with(|| json!([]))
+        && !required.iter().any(|key| key == tag)
+    {
+        required.insert(0, json!(tag));
+    }
+    schema
+}
+
+/// The payload's schema built from the schema model alone.
+#[must_use]
+pub fn model_payload(event: &EventSchema, draft: Draft) -> Value {
     let stored: Vec<&FieldSchema> = event.fields.iter().filter(|f| f.read != Read::Ignored).collect();
     match event.container.shape {
         Shape::Null => json!({ "type": "null" }),

@@ -26,8 +26,12 @@
 //!
 //! Per field, under its stored key: its Rust type as written, whether it is required, whether
 //! it is flattened; per version, the payload's shape, serde tagging and `deny_unknown_fields`.
-//! A type is compared by its name as written in the field (`Address`, `Vec<Line>`): a change
-//! *inside* a nested type that keeps its name is not seen in this mode. Versions read only
+//! Without the facade's feature `json-schema`, a type is compared by its name as written in the
+//! field (`Address`, `Vec<Line>`): a change *inside* a nested type that keeps its name is not
+//! seen. With it, the lock also stores each version's JSON Schema (schemars', canonical: keys
+//! sorted, doc comments left out) and compares each field's schema with its nested types
+//! resolved, so a field added to, removed from or retyped in `Address` is reported on the
+//! field that holds it. Fields of a flattened type are not compared that way. Versions read only
 //! through `upcast_json` keep the shape the lock recorded when their struct still existed; the
 //! code no longer knows their fields, so only that they are still read is checked.
 
@@ -95,6 +99,11 @@ pub struct LockedShape {
     pub deny_unknown_fields: bool,
     /// Its fields, by stored key; fields never read (`skip`) are left out.
     pub fields: BTreeMap<String, LockedField>,
+    /// Its JSON Schema with feature `json-schema`, keys sorted and without the words that only
+    /// inform (`description`, `title`, `$comment`, `examples`): what catches a change inside a
+    /// nested type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<serde_json::Value>,
 }
 
 /// One field of a locked version.
@@ -243,8 +252,59 @@ impl LockedShape {
             tag: event.container.tag.map(|tag| (tag.to_owned(), event.container.tag_value.to_owned())),
             deny_unknown_fields: event.container.deny_unknown_fields,
             fields,
+            json_schema: event.json_schema.as_ref().map(canonical),
         }
     }
+}
+
+/// `schema` with object keys sorted and without the keywords that only inform.
+fn canonical(schema: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match schema {
+        Value::Object(map) => {
+            let sorted: BTreeMap<&String, &Value> = map
+                .iter()
+                .filter(|(key, _)| !matches!(key.as_str(), "description" | "title" | "$comment" | "examples"))
+                .collect();
+            Value::Object(sorted.into_iter().map(|(key, value)| (key.clone(), canonical(value))).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
+/// `schema` with its references to `defs` replaced by what they name, `depth` levels deep
+/// (a recursive type keeps its reference past that).
+fn resolved(schema: &serde_json::Value, defs: Option<&serde_json::Value>, depth: usize) -> serde_json::Value {
+    use serde_json::Value;
+    match schema {
+        Value::Object(map) => {
+            if let (Some(Value::String(reference)), Some(defs), true) = (map.get("$ref"), defs, depth > 0)
+                && let Some(target) = reference.strip_prefix("#/$defs/").and_then(|name| defs.get(name))
+            {
+                return resolved(target, Some(defs), depth - 1);
+            }
+            Value::Object(map.iter().map(|(key, value)| (key.clone(), resolved(value, defs, depth))).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|item| resolved(item, defs, depth)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The schema of field `key` in a locked JSON Schema, its nested types resolved.
+fn field_json_schema(schema: &serde_json::Value, key: &str) -> Option<serde_json::Value> {
+    let field = schema.get("properties")?.get(key)?;
+    Some(resolved(field, schema.get("$defs"), 16))
+}
+
+/// A JSON value in one short line.
+fn short(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() <= 240 {
+        return text;
+    }
+    let cut: String = text.chars().take(240).collect();
+    format!("{cut}…")
 }
 
 /// A change that breaks reading history already written.
@@ -289,6 +349,18 @@ pub enum Change {
     RequiredFieldAdded {
         /// Its stored key.
         field: String,
+    },
+    /// A field keeps its type's name, but the type's JSON Schema changed: a change inside a
+    /// nested type (feature `json-schema`).
+    NestedChanged {
+        /// Its stored key.
+        field: String,
+        /// Its Rust type as written.
+        ty: String,
+        /// The locked JSON Schema of the field.
+        from: String,
+        /// Today's.
+        to: String,
     },
     /// A field was flattened or no longer is.
     FlattenChanged {
@@ -338,6 +410,11 @@ impl fmt::Display for Breaking {
                  `#[serde(default)]`, or {bump}"
             ),
             Change::FlattenChanged { field } => write!(f, "field `{field}` changed `#[serde(flatten)]`; {bump}"),
+            Change::NestedChanged { field, ty, from, to } => write!(
+                f,
+                "field `{field}` keeps its type `{ty}`, but the type changed inside: its JSON Schema was {from} and is \
+                 now {to}; {bump}"
+            ),
             Change::ContainerChanged { what } => write!(f, "{what}; {bump}"),
             Change::VersionUnread { oldest, newest } => write!(
                 f,
@@ -532,6 +609,12 @@ fn shape_changes(old: &LockedShape, now: &LockedShape) -> Vec<Change> {
                 if field.required && !old_field.required {
                     changes.push(Change::RequiredFieldAdded { field: key.clone() });
                 }
+                if field.ty == old_field.ty
+                    && !field.flatten
+                    && let Some(change) = nested_change(old, now, key, &field.ty)
+                {
+                    changes.push(change);
+                }
             }
             None => gone.push((key, old_field)),
         }
@@ -557,6 +640,18 @@ fn shape_changes(old: &LockedShape, now: &LockedShape) -> Vec<Change> {
         }
     }
     changes
+}
+
+/// A change inside the type of field `key`, as the JSON Schemas of both sides show it.
+fn nested_change(old: &LockedShape, now: &LockedShape, key: &str, ty: &str) -> Option<Change> {
+    let before = field_json_schema(old.json_schema.as_ref()?, key)?;
+    let after = field_json_schema(now.json_schema.as_ref()?, key)?;
+    (before != after).then(|| Change::NestedChanged {
+        field: key.to_owned(),
+        ty: ty.to_owned(),
+        from: short(&before),
+        to: short(&after),
+    })
 }
 
 /// Why [`check_file`] failed.
