@@ -112,6 +112,7 @@ pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// ```
 /// use es::prelude::*;
+/// use es::testing::*; // given/when/then
 ///
 /// /// An account was opened.
 /// #[event(version = 1)]
@@ -214,6 +215,7 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 ///
 /// ```
 /// use es::prelude::*;
+/// use es::testing::*; // given/when/then
 ///
 /// #[event(version = 1)]
 /// pub struct Started {
