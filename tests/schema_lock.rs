@@ -387,6 +387,34 @@ mod raw_json {
     }
 }
 
+/// `Deposited` retired: still read and applied, no longer emitted.
+mod retired {
+    use es::Apply;
+    use es::prelude::*;
+    /// Opened.
+    #[event(version = 1)]
+    pub struct Opened {
+        pub owner: String,
+        pub deposit: u64,
+        pub address: super::Address,
+    }
+    /// Deposited.
+    #[event(version = 1)]
+    pub struct Deposited {
+        pub amount: u64,
+    }
+    /// The account.
+    #[derive(Aggregate, Default, Debug, Clone)]
+    #[aggregate(id = u64, name = "account", events(Opened), retired(Deposited))]
+    pub struct Account {}
+    impl Apply<Opened> for Account {
+        fn apply(&mut self, _: &Opened) {}
+    }
+    impl Apply<Deposited> for Account {
+        fn apply(&mut self, _: &Deposited) {}
+    }
+}
+
 /// A nested type that keeps its name and changes inside: before and after.
 mod inside_before {
     use es::Apply;
@@ -559,6 +587,24 @@ fn removing_an_event_is_breaking() {
     let (one, message) = one_break::<event_removed::Account>();
     assert_eq!((one.event.as_str(), one.change), ("Deposited", Change::EventRemoved));
     assert!(message.contains("list it again in `account`'s `events(...)`"), "{message}");
+}
+
+#[test]
+fn a_retired_event_stays_readable_and_enters_the_lock_as_retired() {
+    let schema = <retired::Account as es::Aggregate>::schema();
+    assert_eq!(schema.retired, ["Deposited"]);
+    // Still decoded from stored history.
+    let decoded = <retired::AccountEvent as es::EventSet>::decode("Deposited", 1, r#"{"amount":5}"#);
+    assert!(decoded.is_ok(), "{decoded:?}");
+    let report = lock::compare(&lock_of::<released::Account>(), &lock_of::<retired::Account>());
+    assert_eq!(report.breaking, []);
+    let pending: Vec<String> = report.pending.iter().map(ToString::to_string).collect();
+    assert_eq!(pending, ["`Deposited` (aggregate `account`): now retired, not in the lock yet"]);
+    let updated = lock_of::<released::Account>().updated_with(&lock_of::<retired::Account>());
+    assert!(updated.aggregates["account"].events["Deposited"].retired);
+    assert!(updated.to_text().contains(r#""retired": true"#));
+    let page = es::schema::markdown::render(&system::<retired::Account>());
+    assert!(page.contains("(version 1, retired)") && page.contains("**Retired**"), "{page}");
 }
 
 #[test]

@@ -195,6 +195,9 @@ pub struct AggregateSchema {
     pub id_type: &'static str,
     /// The schema version of its snapshotted state (`snapshot(version = N)`), if it snapshots.
     pub snapshot_version: Option<u32>,
-    /// Its events, in declaration order.
+    /// Its events, in declaration order (those of `retired(...)` last).
     pub events: Vec<EventSchema>,
+    /// The stored names of its retired events (`#[aggregate(retired(...))]`): still read from
+    /// history and applied, no longer returned by commands.
+    pub retired: &'static [&'static str],
 }

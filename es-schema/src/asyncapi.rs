@@ -27,7 +27,14 @@ pub fn render(system: &System, version: &str) -> Value {
             for (event_version, known) in versions(event) {
                 let key = format!("{}.v{event_version}", file_part(event.name));
                 let component = format!("{channel_key}.{key}");
-                messages.insert(component.clone(), message(event, event_version, known, &mut schemas));
+                let mut message = message(event, event_version, known, &mut schemas);
+                if aggregate.retired.contains(&event.name)
+                    && let Value::Object(map) = &mut message
+                {
+                    // Still read from history, no longer emitted.
+                    map.insert("tags".into(), json!([{ "name": "retired", "description": "Still read from stored history; commands no longer emit it." }]));
+                }
+                messages.insert(component.clone(), message);
                 channel_messages.insert(key.clone(), json!({ "$ref": format!("#/components/messages/{component}") }));
                 refs.push(json!({ "$ref": format!("#/channels/{channel_key}/messages/{key}") }));
             }

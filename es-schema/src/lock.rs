@@ -70,6 +70,9 @@ pub struct LockedAggregate {
 /// One event of a lock.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockedEvent {
+    /// Listed in `#[aggregate(retired(...))]`: still read, no longer emitted.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub retired: bool,
     /// Every version, oldest first.
     pub versions: Vec<LockedVersion>,
 }
@@ -146,7 +149,8 @@ impl Lock {
                     })
                     .collect();
                 all.sort_by_key(|v| v.version);
-                locked.events.insert(event.name.to_owned(), LockedEvent { versions: all });
+                let retired = aggregate.retired.contains(&event.name);
+                locked.events.insert(event.name.to_owned(), LockedEvent { retired, versions: all });
             }
         }
         Self { format: FORMAT, aggregates }
@@ -184,6 +188,7 @@ impl Lock {
             let locked = out.aggregates.entry(aggregate.clone()).or_default();
             for (name, event) in &events.events {
                 let locked = locked.events.entry(name.clone()).or_default();
+                locked.retired = event.retired;
                 for version in &event.versions {
                     match locked.versions.iter_mut().find(|v| v.version == version.version) {
                         Some(existing) => {
@@ -429,7 +434,7 @@ impl fmt::Display for Breaking {
             Change::EventRemoved => write!(
                 f,
                 "the event is gone from the code, so stored `{event}` events no longer load; list it again in \
-                 `{aggregate}`'s `events(...)`"
+                 `{aggregate}`'s `events(...)`, or in its `retired(...)` if commands must no longer emit it"
             ),
         }
     }
@@ -513,6 +518,14 @@ pub fn compare(locked: &Lock, today: &Lock) -> Report {
 }
 
 fn compare_event(aggregate: &str, event: &str, locked: &LockedEvent, today: &LockedEvent, report: &mut Report) {
+    if locked.retired != today.retired {
+        report.pending.push(Pending {
+            aggregate: aggregate.to_owned(),
+            event: event.to_owned(),
+            version: None,
+            what: if today.retired { "now retired" } else { "no longer retired" }.to_owned() + ", not in the lock yet",
+        });
+    }
     let oldest = today.versions.first().map_or(0, |v| v.version);
     let newest = today.versions.last().map_or(0, |v| v.version);
     let breaking = |version: u32, change: Change| Breaking {

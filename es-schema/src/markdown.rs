@@ -21,9 +21,10 @@ pub fn render(system: &System) -> String {
     for aggregate in &system.aggregates {
         let _ = writeln!(out, "- [{}](#{})", aggregate.name, anchor(&[aggregate.name]));
         for event in &aggregate.events {
+            let retired = if aggregate.retired.contains(&event.name) { ", retired" } else { "" };
             let _ = writeln!(
                 out,
-                "  - [{}](#{}) (version {})",
+                "  - [{}](#{}) (version {}{retired})",
                 event.name,
                 anchor(&[aggregate.name, event.name]),
                 event.version
@@ -56,6 +57,9 @@ fn render_aggregate(out: &mut String, aggregate: &AggregateSchema) {
 
 fn render_event(out: &mut String, aggregate: &AggregateSchema, event: &EventSchema) {
     let _ = writeln!(out, "\n<a id=\"{}\"></a>\n\n### {}\n", anchor(&[aggregate.name, event.name]), event.name);
+    if aggregate.retired.contains(&event.name) {
+        out.push_str("**Retired**: still read from stored history and applied, no longer emitted by commands.\n\n");
+    }
     paragraph(out, event.doc);
     let _ = write!(out, "Version {} · Rust type `{}` · stored as `\"{}\"`", event.version, event.rust_type, event.name);
     if !event.aliases.is_empty() {

@@ -126,6 +126,7 @@ impl Aggregate for Counter {
             doc: "A counter.",
             id_type: "String",
             snapshot_version: Some(1),
+            retired: &[],
             events: vec![Incremented::schema()],
         }
     }

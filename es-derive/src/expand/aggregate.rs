@@ -72,6 +72,7 @@ pub fn tokens(model: &ast::Aggregate) -> TokenStream {
         _ => (quote!(::core::option::Option::None), TokenStream::new()),
     };
     let schemas = listed.schemas();
+    let retired = listed.retired_names();
     let id_type = ast::type_text(&id);
     let snapshot_version = match model.args.snapshot.get() {
         Some(snapshot) => {
@@ -111,6 +112,7 @@ pub fn tokens(model: &ast::Aggregate) -> TokenStream {
                     doc: #doc,
                     id_type: #id_type,
                     snapshot_version: #snapshot_version,
+                    retired: const { &[#(#retired),*] },
                     events: ::std::vec![#(#schemas),*],
                 }
             }
@@ -139,6 +141,7 @@ mod tests {
             #[aggregate(
                 id = Uuid,
                 events(AccountOpened, money::Deposited as MoneyDeposited),
+                retired(AccountFrozen),
                 error = AccountError,
                 snapshot(every = 100, version = 1),
                 event_enum = AccountEvent,
