@@ -110,6 +110,33 @@
 //!   `impl Apply<E>`.
 //!
 //! Each one's page lists every key, what it generates and an example.
+//!
+//! ## Schema docs and the schema lock
+//!
+//! With feature `schema-docs` (on by default), the annotations render as Markdown, JSON Schema
+//! and AsyncAPI 3.0 ([`schema::markdown`], [`schema::json_schema`], [`schema::asyncapi`]), and
+//! [`schema::lock`] fails a test when an event version that was already released changed shape.
+//! Feature `json-schema` describes nested types precisely (schemars) and lets the lock see
+//! changes inside them.
+//!
+//! ```
+//! # use es::prelude::*;
+//! # /// A counter was started.
+//! # #[event(version = 1)]
+//! # pub struct Started { pub at: u64 }
+//! # /// A counter.
+//! # #[derive(Aggregate, Default, Debug, Clone)]
+//! # #[aggregate(id = Uuid, events(Started))]
+//! # pub struct Counter { value: u64 }
+//! # impl Apply<Started> for Counter { fn apply(&mut self, e: &Started) { self.value = e.at; } }
+//! use es::schema::{System, lock, markdown};
+//!
+//! let system = System::of::<(Counter,)>("counters");
+//! assert!(markdown::render(&system).contains("### Started"));
+//! // In a test: `lock::assert_up_to_date(&system, "tests/schema.lock.json");`
+//! let locked = lock::Lock::of(&system);
+//! assert!(lock::compare(&locked, &lock::Lock::of(&system)).is_clean());
+//! ```
 
 pub use es_core::{
     Aggregate, AppendOutcome, Appended, Apply, Checkpoint, CommandOptions, CommandResult, DecodeError, DecodeErrorKind,

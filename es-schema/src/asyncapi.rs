@@ -2,7 +2,7 @@
 //! per event version, and a `send` operation per channel that lists them.
 //!
 //! AsyncAPI 3.0's default schema format is a superset of JSON Schema draft-07, so payloads are
-//! written in draft-07 ([`Draft::V07`](crate::json_schema::Draft::V07)). Versions read only as
+//! written in draft-07 ([`Draft::V07`]). Versions read only as
 //! raw JSON by `upcast_json` are listed with a payload that accepts any JSON, and say so.
 
 use es_core::schema::EventSchema;
