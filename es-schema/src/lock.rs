@@ -191,11 +191,15 @@ impl Lock {
                 locked.retired = event.retired;
                 for version in &event.versions {
                     match locked.versions.iter_mut().find(|v| v.version == version.version) {
-                        Some(existing) => {
-                            if version.shape.is_some() {
-                                existing.shape.clone_from(&version.shape);
+                        Some(existing) => match (&mut existing.shape, &version.shape) {
+                            // Today's code without `json-schema` keeps the JSON Schema locked before.
+                            (Some(old), Some(new)) if new.json_schema.is_none() => {
+                                let kept = old.json_schema.take();
+                                *old = LockedShape { json_schema: kept, ..new.clone() };
                             }
-                        }
+                            (old, Some(new)) => *old = Some(new.clone()),
+                            (_, None) => {}
+                        },
                         None => locked.versions.push(version.clone()),
                     }
                 }
@@ -224,8 +228,17 @@ impl Lock {
 
 impl LockedShape {
     /// Equal but for the Rust type's name, which only informs.
+    ///
+    /// A JSON Schema known on one side only is not compared: a lock written with feature
+    /// `json-schema` is still checked (field by field) without it, and the other way round.
     fn same_shape(&self, other: &Self) -> bool {
-        Self { rust_type: String::new(), ..self.clone() } == Self { rust_type: String::new(), ..other.clone() }
+        let both = self.json_schema.is_some() && other.json_schema.is_some();
+        let strip = |shape: &Self| Self {
+            rust_type: String::new(),
+            json_schema: if both { shape.json_schema.clone() } else { None },
+            ..shape.clone()
+        };
+        strip(self) == strip(other)
     }
 
     fn of(event: &EventSchema) -> Self {
@@ -769,21 +782,17 @@ pub fn check_file(system: &System, path: impl AsRef<Path>, mode: Mode) -> Result
     let report = compare(&locked, &today);
     match mode {
         Mode::Force => {
-            if report.is_clean() {
-                Ok(())
-            } else {
-                write(&locked.updated_with(&today).pruned_to(&today))
-            }
+            let merged = locked.updated_with(&today).pruned_to(&today);
+            if merged == locked { Ok(()) } else { write(&merged) }
         }
         _ if !report.breaking.is_empty() => Err(LockError::Breaking(report.breaking)),
         Mode::Check if !report.pending.is_empty() => Err(LockError::Pending(report.pending)),
         Mode::Check => Ok(()),
         Mode::Update => {
-            if report.pending.is_empty() {
-                Ok(())
-            } else {
-                write(&locked.updated_with(&today))
-            }
+            // Written whenever it changes: also when only what one mode knows (the JSON Schemas
+            // of feature `json-schema`) is new.
+            let merged = locked.updated_with(&today);
+            if merged == locked { Ok(()) } else { write(&merged) }
         }
     }
 }
