@@ -115,6 +115,33 @@
 //!   retries, checkpoints, `wait_for`, status).
 //!
 //! Each one's page lists every key, what it generates and an example.
+//!
+//! ## Schema docs and the schema lock
+//!
+//! With feature `schema-docs` (on by default), the annotations render as Markdown, JSON Schema
+//! and AsyncAPI 3.0 ([`schema::markdown`], [`schema::json_schema`], [`schema::asyncapi`]), and
+//! [`schema::lock`] fails a test when an event version that was already released changed shape.
+//! Feature `json-schema` describes nested types precisely (schemars) and lets the lock see
+//! changes inside them.
+//!
+//! ```
+//! # use es::prelude::*;
+//! # /// A counter was started.
+//! # #[event(version = 1)]
+//! # pub struct Started { pub at: u64 }
+//! # /// A counter.
+//! # #[derive(Aggregate, Default, Debug, Clone)]
+//! # #[aggregate(id = Uuid, events(Started))]
+//! # pub struct Counter { value: u64 }
+//! # impl Apply<Started> for Counter { fn apply(&mut self, e: &Started) { self.value = e.at; } }
+//! use es::schema::{System, lock, markdown};
+//!
+//! let system = System::of::<(Counter,)>("counters");
+//! assert!(markdown::render(&system).contains("### Started"));
+//! // In a test: `lock::assert_up_to_date(&system, "tests/schema.lock.json");`
+//! let locked = lock::Lock::of(&system);
+//! assert!(lock::compare(&locked, &lock::Lock::of(&system)).is_clean());
+//! ```
 
 pub use es_core::projection;
 pub use es_core::projection::{Handle, HandlerError, Projection};
@@ -122,8 +149,8 @@ pub use es_core::{
     Aggregate, AppendOutcome, Appended, Apply, Checkpoint, CommandOptions, CommandResult, DecodeError, DecodeErrorKind,
     Envelope, Event, EventSet, EventStore, Executed, ExpectedVersion, InMemoryStore, IntoEvents, Loaded, Metadata,
     NewEvent, Position, RawEvent, ReadAllFilter, Repository, RepositoryError, RetryPolicy, Snapshot, SnapshotPolicy,
-    StoreError, StoredEvent, StreamId, UpcastError, Version, decode_raw, decode_record, record, repository, schema,
-    store, timer,
+    StoreError, StoredEvent, StreamId, UpcastError, Version, decode_raw, decode_record, record, repository, store,
+    timer,
 };
 pub use es_derive::{Aggregate, Projection, apply, event};
 #[cfg(feature = "postgres")]
@@ -138,9 +165,24 @@ pub use serde;
 /// The serde_json es uses: JSON upcasters (`upcast_json`) take and return
 /// `es::serde_json::Value`.
 pub use serde_json;
+/// `#[derive(es::JsonSchema)]` for the types nested in events (feature `json-schema`), with
+/// `#[schemars(crate = "es::__private::schemars")]` beside it: `#[event]` derives it on the event
+/// itself, and a nested type without it is a compile error that names the type.
+#[cfg(feature = "json-schema")]
+pub use es_core::__private::schemars::JsonSchema;
 
 #[cfg(feature = "testing")]
 pub use es_core::conformance_suite;
+
+/// The schema model (what `#[event]` and `#[derive(Aggregate)]` record) and, with feature
+/// `schema-docs` (on by default), what is made of it: [`System`](schema::System), the
+/// [`markdown`](schema::markdown), [`json_schema`](schema::json_schema) and
+/// [`asyncapi`](schema::asyncapi) renderers, and the schema [`lock`](schema::lock).
+pub mod schema {
+    pub use es_core::schema::*;
+    #[cfg(feature = "schema-docs")]
+    pub use es_schema::{AggregateList, System, asyncapi, json_schema, lock, markdown};
+}
 
 mod any_store;
 pub use any_store::{AnyStore, AnyStoreError};

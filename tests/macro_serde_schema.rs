@@ -27,6 +27,7 @@ pub struct LabelPrinted {
 /// Inline fields of a label.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(crate = "es::serde")]
+#[cfg_attr(feature = "json-schema", derive(es::JsonSchema), schemars(crate = "es::__private::schemars"))]
 pub struct Extra {
     /// The paper size.
     pub paper: String,

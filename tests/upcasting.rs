@@ -428,6 +428,8 @@ fn the_schema_of_a_typed_chain_describes_every_version() {
         container: ContainerSchema::PLAIN,
         fields: &[GRAMS_U32],
         upcast: Upcast::None,
+        // With feature `json-schema`, schemars' schema; compared in tests/schema_docs.rs.
+        json_schema: ParcelShippedV1::schema().json_schema,
     };
     assert_eq!(ParcelShippedV1::schema(), v1);
     let v2 = EventSchema {
@@ -439,6 +441,7 @@ fn the_schema_of_a_typed_chain_describes_every_version() {
         container: ContainerSchema::PLAIN,
         fields: &[GRAMS_U32, CARRIER],
         upcast: Upcast::Typed { from: Box::new(v1) },
+        json_schema: ParcelShippedV2::schema().json_schema,
     };
     assert_eq!(ParcelShippedV2::schema(), v2);
     let v3 = ParcelShipped::schema();
@@ -504,6 +507,7 @@ fn the_aggregate_schema_lists_every_event_in_declaration_order() {
     let schema = Parcel::schema();
     assert_eq!(schema.name, "parcel");
     assert_eq!(schema.doc, "A parcel on its way.");
+    assert_eq!((schema.id_type, schema.snapshot_version), ("u64", None));
     let events: Vec<(&str, u32)> = schema.events.iter().map(|e| (e.name, e.version)).collect();
     assert_eq!(
         events,

@@ -6,6 +6,16 @@ pub use serde;
 pub use serde_json;
 pub use std;
 
+#[cfg(feature = "json-schema")]
+pub use schemars;
+
+/// The JSON Schema of `T`, for [`EventSchema::json_schema`] (feature `json-schema`).
+#[cfg(feature = "json-schema")]
+#[must_use]
+pub fn json_schema_of<T: schemars::JsonSchema>() -> serde_json::Value {
+    schemars::schema_for!(T).to_value()
+}
+
 pub use crate::aggregate::{Aggregate, SnapshotPolicy};
 pub use crate::decode::{DecodeErrorKind, UpcastError};
 pub use crate::event::{Apply, Event, EventSet, IntoEvents};

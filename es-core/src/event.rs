@@ -81,7 +81,8 @@ pub trait EventSet: Debug + Clone + PartialEq + Send + Sync + Sized + 'static {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an event of this aggregate",
     label = "a command must produce events listed in `#[aggregate(events(...))]`",
-    note = "a command returns `Result<X, Error>` where X is one listed event, an `Option`, a `Vec`, an array or a tuple of them, or `()`"
+    note = "a command returns `Result<X, Error>` where X is one listed event, an `Option`, a `Vec`, an array or a tuple of them, or `()`",
+    note = "an event in `retired(...)` is still read from history, but commands can no longer emit it"
 )]
 pub trait IntoEvents<E> {
     /// Appends the events to `out`, in order.

@@ -179,6 +179,9 @@ pub struct EventSchema {
     pub fields: &'static [FieldSchema],
     /// How older versions are read.
     pub upcast: Upcast,
+    /// The payload's JSON Schema (draft 2020-12) as `schemars` derives it, with feature
+    /// `json-schema`; `None` without it.
+    pub json_schema: Option<serde_json::Value>,
 }
 
 /// Every event of one aggregate.
@@ -188,6 +191,13 @@ pub struct AggregateSchema {
     pub name: &'static str,
     /// The aggregate's doc comment.
     pub doc: &'static str,
-    /// Its events, in declaration order.
+    /// The Rust type of its id, as written in `id = ...`.
+    pub id_type: &'static str,
+    /// The schema version of its snapshotted state (`snapshot(version = N)`), if it snapshots.
+    pub snapshot_version: Option<u32>,
+    /// Its events, in declaration order (those of `retired(...)` last).
     pub events: Vec<EventSchema>,
+    /// The stored names of its retired events (`#[aggregate(retired(...))]`): still read from
+    /// history and applied, no longer returned by commands.
+    pub retired: &'static [&'static str],
 }

@@ -177,7 +177,8 @@ impl<'a> Aggregate<'a> {
         let ident = &original.ident;
         let stream_type = args.name.get().map_or_else(|| ident.to_string(), syn::LitStr::value);
         let enum_name = args.event_enum.get().cloned().unwrap_or_else(|| format_ident!("{}Event", ident));
-        let events = EventList::new(args.events.get().map_or(&[][..], Vec::as_slice));
+        let mut events = EventList::new(args.events.get().map_or(&[][..], Vec::as_slice));
+        events.retire(args.retired.get().map_or(&[][..], Vec::as_slice));
         Self {
             original,
             krate,
@@ -259,6 +260,8 @@ pub struct ListedEvent {
     pub text: String,
     /// Dropped from the expansion: a duplicate or otherwise unusable entry (reported).
     pub usable: bool,
+    /// Listed in `retired(...)`: read from history, never emitted by a command.
+    pub retired: bool,
 }
 
 impl ListedEvent {
@@ -282,7 +285,7 @@ impl EventList {
             let text = path_text(&arg.path);
             let usable = last.is_some_and(|last| last.arguments.is_none())
                 && !events.iter().any(|e| e.usable && (e.text == text || e.variant == variant));
-            events.push(ListedEvent { path: arg.path.clone(), stream: arg.stream.clone(), variant, text, usable });
+            events.push(ListedEvent { path: arg.path.clone(), stream: arg.stream.clone(), variant, text, usable, retired: false });
         }
         Self { events }
     }
@@ -300,9 +303,20 @@ impl EventList {
                     .iter()
                     .any(|e| e.usable && e.text == text && e.stream.as_ref().map(path_text) == stream_text);
             let variant = format_ident!("Event");
-            events.push(ListedEvent { path: arg.path.clone(), stream: arg.stream.clone(), variant, text, usable });
+            events.push(ListedEvent { path: arg.path.clone(), stream: arg.stream.clone(), variant, text, usable, retired: false });
         }
         Self { events }
+    }
+
+    /// Adds the events of `retired(...)`, after the others, marked retired.
+    pub fn retire(&mut self, args: &[ListedArg]) {
+        let retired = Self::new(args);
+        for mut event in retired.events {
+            event.usable = event.usable
+                && !self.events.iter().any(|e| e.usable && (e.text == event.text || e.variant == event.variant));
+            event.retired = true;
+            self.events.push(event);
+        }
     }
 
     /// The events the expansion uses.

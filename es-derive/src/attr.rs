@@ -140,6 +140,8 @@ pub struct ListedArg {
 pub struct AggregateArgs {
     pub id: Attr<Type>,
     pub events: Attr<Vec<ListedArg>>,
+    /// `retired(...)`: events still read from stored history that commands no longer emit.
+    pub retired: Attr<Vec<ListedArg>>,
     pub error: Attr<Type>,
     pub snapshot: Attr<SnapshotArgs>,
     pub event_enum: Attr<Ident>,
@@ -149,12 +151,13 @@ pub struct AggregateArgs {
     pub incomplete: bool,
 }
 
-const AGGREGATE_KEYS: &str = "`id`, `events`, `error`, `snapshot`, `event_enum`, `name`, `crate`";
+const AGGREGATE_KEYS: &str = "`id`, `events`, `retired`, `error`, `snapshot`, `event_enum`, `name`, `crate`";
 
 pub fn parse_aggregate_args(cx: &Ctxt, attrs: &[syn::Attribute]) -> AggregateArgs {
     let mut out = AggregateArgs {
         id: Attr::none("id"),
         events: Attr::none("events"),
+        retired: Attr::none("retired"),
         error: Attr::none("error"),
         snapshot: Attr::none("snapshot"),
         event_enum: Attr::none("event_enum"),
@@ -181,6 +184,15 @@ pub fn parse_aggregate_args(cx: &Ctxt, attrs: &[syn::Attribute]) -> AggregateArg
                     );
                 }
                 out.events.set(cx, &key, value);
+            } else if key.is_ident("retired") {
+                let value = recover(cx, &meta, parse_events);
+                if value.as_ref().is_some_and(Vec::is_empty) {
+                    cx.error_spanned_by(
+                        &key,
+                        "`retired(...)` is empty; list the events that stay readable but are no longer emitted, or remove it",
+                    );
+                }
+                out.retired.set(cx, &key, value);
             } else if key.is_ident("error") {
                 let value = recover(cx, &meta, |meta| meta.value()?.parse::<Type>());
                 out.error.set(cx, &key, value);

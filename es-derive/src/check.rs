@@ -153,7 +153,15 @@ fn event_list(cx: &Ctxt, aggregate: &Aggregate) {
             );
         }
         if let Some(first) = earlier.iter().find(|e| e.text == event.text) {
-            cx.error_spanned_by(&event.path, format!("`{}` is listed twice in `events(...)`", event.text));
+            let message = match (first.retired, event.retired) {
+                (false, true) => format!(
+                    "`{}` is listed in both `events(...)` and `retired(...)`: keep it in `retired(...)` only, if commands must no longer emit it",
+                    event.text
+                ),
+                (true, true) => format!("`{}` is listed twice in `retired(...)`", event.text),
+                _ => format!("`{}` is listed twice in `events(...)`", event.text),
+            };
+            cx.error_spanned_by(&event.path, message);
             cx.error_spanned_by(&first.path, "listed first here");
         } else if let Some(first) = earlier.iter().find(|e| e.variant == event.variant) {
             let (variant, enum_name) = (&event.variant, &aggregate.enum_name);
@@ -403,6 +411,29 @@ mod tests {
                 struct A {}
             ))
             .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_retired_event_is_listed_once() {
+        assert_eq!(
+            aggregate_errors(quote!(
+                #[aggregate(id = u64, events(A, B), retired(B, C, C))]
+                struct X {}
+            )),
+            [
+                "`B` is listed in both `events(...)` and `retired(...)`: keep it in `retired(...)` only, if commands must no longer emit it",
+                "listed first here",
+                "`C` is listed twice in `retired(...)`",
+                "listed first here",
+            ]
+        );
+        assert_eq!(
+            aggregate_errors(quote!(
+                #[aggregate(id = u64, events(A), retired())]
+                struct X {}
+            )),
+            ["`retired(...)` is empty; list the events that stay readable but are no longer emitted, or remove it"]
         );
     }
 

@@ -50,6 +50,12 @@ use proc_macro::TokenStream;
 /// | `upcast_json(v1 = f, v2 = g, ...)` | for when the old struct is gone: `f` turns version 1's JSON into version 2's, and so on up to N; each is an `es::schema::JsonUpcaster`, `fn(serde_json::Value) -> Result<serde_json::Value, es::UpcastError>` |
 /// | `crate = path` | where the `es` crate is, if renamed |
 ///
+/// With the facade's feature `json-schema`, it also derives `schemars::JsonSchema` (through
+/// `es::__private::schemars`), so that the schema docs describe nested types precisely and the
+/// schema lock sees a change inside them: types nested in the event then need
+/// `#[derive(es::JsonSchema)]` with `#[schemars(crate = "es::__private::schemars")]`, and a
+/// missing one is a compile error that names the type.
+///
 /// A new version keeps the old struct and points at it:
 ///
 /// ```
@@ -195,6 +201,7 @@ pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | --- | --- |
 /// | `id = Type` | required; the id of one aggregate (its `Display` is the stream id) |
 /// | `events(A, b::B as OtherB, ...)` | required; the events it applies, each with an `Apply<E>`; `as` names the enum's variant (the last path segment by default) |
+/// | `retired(A, ...)` | events no longer emitted that stored history still holds: each stays in the enum, decoded and applied (so it needs its `Apply<E>`), but a command that returns it does not compile; the schema docs show it as retired and the schema lock keeps it |
 /// | `error = Type` | the error its commands return; `Infallible` by default |
 /// | `snapshot(every = N, version = V)` | snapshot the state every N events in version V of its shape; the state then derives `Serialize` and `Deserialize` (from `es::prelude`; with `#[serde(crate = "es::serde")]` when serde is not a dependency of your crate) |
 /// | `event_enum = Name` | the generated enum's name; `<Aggregate>Event` by default |

@@ -41,6 +41,7 @@ impl Event for Incremented {
             container: ContainerSchema::PLAIN,
             fields: const { &[FieldSchema::plain("by", "u64", "How much.")] },
             upcast: Upcast::None,
+            json_schema: None,
         }
     }
 }
@@ -120,7 +121,14 @@ impl Aggregate for Counter {
     }
 
     fn schema() -> AggregateSchema {
-        AggregateSchema { name: Self::TYPE, doc: "A counter.", events: vec![Incremented::schema()] }
+        AggregateSchema {
+            name: Self::TYPE,
+            doc: "A counter.",
+            id_type: "String",
+            snapshot_version: Some(1),
+            retired: &[],
+            events: vec![Incremented::schema()],
+        }
     }
 }
 

@@ -72,6 +72,15 @@ pub fn tokens(model: &ast::Aggregate) -> TokenStream {
         _ => (quote!(::core::option::Option::None), TokenStream::new()),
     };
     let schemas = listed.schemas();
+    let retired = listed.retired_names();
+    let id_type = ast::type_text(&id);
+    let snapshot_version = match model.args.snapshot.get() {
+        Some(snapshot) => {
+            let version = snapshot.version;
+            quote!(::core::option::Option::Some(#version))
+        }
+        None => quote!(::core::option::Option::None),
+    };
 
     quote! {
         #event_enum
@@ -101,6 +110,9 @@ pub fn tokens(model: &ast::Aggregate) -> TokenStream {
                 #p::AggregateSchema {
                     name: #stream_type,
                     doc: #doc,
+                    id_type: #id_type,
+                    snapshot_version: #snapshot_version,
+                    retired: const { &[#(#retired),*] },
                     events: ::std::vec![#(#schemas),*],
                 }
             }
@@ -129,6 +141,7 @@ mod tests {
             #[aggregate(
                 id = Uuid,
                 events(AccountOpened, money::Deposited as MoneyDeposited),
+                retired(AccountFrozen),
                 error = AccountError,
                 snapshot(every = 100, version = 1),
                 event_enum = AccountEvent,

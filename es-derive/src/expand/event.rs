@@ -65,8 +65,8 @@ pub fn tokens(model: &ast::Event, valid: bool) -> TokenStream {
     quote!(#item #event_impl)
 }
 
-/// Adds `Serialize`, `Deserialize`, `Debug`, `Clone` and `PartialEq` unless a derive below
-/// `#[event]` already has them.
+/// Adds `Serialize`, `Deserialize`, `Debug`, `Clone` and `PartialEq` (and `JsonSchema` with
+/// feature `json-schema`) unless a derive below `#[event]` already has them.
 fn with_derives(model: &ast::Event) -> TokenStream {
     let krate = &model.krate;
     let missing = |name: &str| !model.written_derives.iter().any(|w| w == name);
@@ -95,8 +95,42 @@ fn with_derives(model: &ast::Event) -> TokenStream {
     if !std_derives.is_empty() {
         added.extend(quote!(#[derive(#(#std_derives),*)]));
     }
+    if json_schema() && missing("JsonSchema") {
+        let schemars_path = format!("{krate}::__private::schemars").replace(' ', "");
+        added.extend(quote! {
+            #[derive(#krate::__private::schemars::JsonSchema)]
+            #[schemars(crate = #schemars_path)]
+        });
+    }
+    if json_schema() {
+        let item = with_undescribed_as_any(model);
+        return quote!(#added #item);
+    }
     let item = model.original;
     quote!(#added #item)
+}
+
+/// Whether `#[event]` derives `JsonSchema` (feature `json-schema`). The expansion snapshots of
+/// the unit tests are of the default expansion, whatever the features; the JSON Schema half is
+/// tested through the facade (`tests/schema_docs.rs`, `tests/schema_lock.rs`).
+const fn json_schema() -> bool {
+    cfg!(all(feature = "json-schema", not(test)))
+}
+
+/// The struct with `#[schemars(with = "serde_json::Value")]` on each field serde stores through
+/// another type (`with`, `serialize_with`, ...): schemars would read `with = "module"` as a type,
+/// and the schema cannot know what the functions write, so such a field is any JSON value. A
+/// field with its own `#[schemars(...)]` is left as written.
+fn with_undescribed_as_any(model: &ast::Event) -> syn::ItemStruct {
+    let mut item = model.original.clone();
+    let any = format!("{}::__private::serde_json::Value", &model.krate).replace(' ', "");
+    for (field, described) in item.fields.iter_mut().zip(&model.fields) {
+        let own = field.attrs.iter().any(|attr| attr.path().is_ident("schemars"));
+        if !described.undescribed.is_empty() && !own {
+            field.attrs.push(syn::parse_quote!(#[schemars(with = #any)]));
+        }
+    }
+    item
 }
 
 fn event_impl(model: &ast::Event, valid: bool) -> TokenStream {
@@ -158,6 +192,11 @@ fn event_impl(model: &ast::Event, valid: bool) -> TokenStream {
     };
 
     let doc = &model.doc;
+    let json_schema = if json_schema() {
+        quote!(::core::option::Option::Some(#p::json_schema_of::<Self>()))
+    } else {
+        quote!(::core::option::Option::None)
+    };
     let container = schema::container(&p, &model.container);
     let fields = model.fields.iter().map(|field| schema::field(&p, field));
 
@@ -189,6 +228,7 @@ fn event_impl(model: &ast::Event, valid: bool) -> TokenStream {
                     container: #container,
                     fields: const { &[#(#fields),*] },
                     upcast: #upcast_schema,
+                    json_schema: #json_schema,
                 }
             }
         }

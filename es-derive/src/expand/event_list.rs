@@ -55,6 +55,10 @@ impl<'a> Listed<'a> {
             },
         };
         let event_set = self.event_set();
+        // Retired events get no `IntoEvents`: a command can no longer return them.
+        let emitted: Vec<(&Ident, &syn::Path)> =
+            self.events.iter().filter(|event| !event.retired).map(|event| (&event.variant, &event.path)).collect();
+        let (emit_variants, emit_paths): (Vec<_>, Vec<_>) = emitted.into_iter().unzip();
         quote! {
             #[doc = #doc]
             #vis enum #enum_name {
@@ -96,15 +100,17 @@ impl<'a> Listed<'a> {
                         Self::#variants(event)
                     }
                 }
+            )*
 
+            #(
                 // `do_not_recommend`: a command returning a non-event is told what a command
                 // may return, not shown every event that would do.
                 #[automatically_derived]
                 #[diagnostic::do_not_recommend]
-                impl #p::IntoEvents<#enum_name> for #paths {
+                impl #p::IntoEvents<#enum_name> for #emit_paths {
                     #[inline]
                     fn extend_into(self, out: &mut ::std::vec::Vec<#enum_name>) {
-                        out.push(#enum_name::#variants(self));
+                        out.push(#enum_name::#emit_variants(self));
                     }
                 }
             )*
@@ -168,6 +174,11 @@ impl<'a> Listed<'a> {
                 }
             }
         }
+    }
+
+    /// `<E as EventOps>::NAME` of each retired event.
+    pub fn retired_names(&self) -> impl Iterator<Item = TokenStream> + '_ {
+        self.events.iter().zip(&self.ops).filter(|(event, _)| event.retired).map(|(_, ops)| quote!(#ops::NAME))
     }
 
     /// `<E as EventOps>::schema()` of each event, in order.
