@@ -173,7 +173,7 @@ mod schema;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bb8_postgres::PostgresConnectionManager;
 use tokio_postgres::NoTls;
@@ -506,16 +506,37 @@ fn saturating_i64(value: u64) -> i64 {
 
 use crate::commit::impossible_frontier;
 
+/// The events of `job`, committed at positions from `first` and versions from `first_version`.
+fn written(stream: &StreamId, job: commit::Job, first: u64, first_version: u64, recorded_at: SystemTime) -> Appended {
+    let committed = job
+        .events
+        .into_iter()
+        .enumerate()
+        .map(|(offset, event)| StoredEvent {
+            position: Position(first + offset as u64),
+            stream: stream.clone(),
+            stream_version: Version(first_version + offset as u64),
+            event_id: event.event_id,
+            metadata: event.metadata,
+            recorded_at,
+            event: event.event,
+        })
+        .collect();
+    Appended::written(committed)
+}
+
 impl EventStore for PostgresStore {
     /// See the crate docs for why this never leaves a hole in the store order.
     ///
-    /// The version is read first, outside any lock. When it does not admit the append, the
-    /// batch's ids are looked up, so that a retried append is recognised before it is called
-    /// a conflict ([`resolve_retry`]). When it does, the batch goes to the store's group
-    /// commit: one statement takes the frontier, inserts this batch with the others ready at
-    /// that moment, and commits. A unique violation (an id already stored, or a concurrent
-    /// writer who took the same versions) rolls the statement back whole; each append of it
-    /// then looks up its ids and starts over alone.
+    /// The batch goes to the store's group commit: one statement, in one round trip, reads
+    /// the stream's version, checks the expectation, takes the frontier, inserts this batch
+    /// with the others ready at that moment whose expectations hold, and commits. Only when
+    /// the expectation did not hold in that statement's snapshot, or a unique index refused a
+    /// row (an id already stored, or a concurrent writer who took the same versions, which
+    /// rolls the statement back whole), does the append go the long way alone: it looks up its
+    /// ids after a collision, reads the stream's version and, when that does not admit the
+    /// append, looks up its ids, so that a retried append is recognised before it is called a
+    /// conflict ([`resolve_retry`]); otherwise it tries again at the version read.
     ///
     /// An append whose future is dropped while it runs still commits or fails as a whole;
     /// retry it with the same event ids to learn which.
@@ -536,13 +557,38 @@ impl EventStore for PostgresStore {
                         .with_source(error),
                 )
             })?;
-        let mut job = commit::Job { stream: stream.clone(), first_version: 0, events, metadata };
-        let mut held = Some(self.client("cannot append events").await?);
-        for attempt in 0..APPEND_ATTEMPTS {
-            let client = match held.take() {
-                Some(client) => client,
-                None => self.client("cannot append events").await?,
-            };
+        // The common case is one round trip: the group commit's statement checks the
+        // expectation in its snapshot and inserts. A version PostgreSQL cannot hold goes the
+        // long way, which reads the stream (and finds a conflict).
+        let fast = commit::expectation(expected)
+            .filter(|&at| at < 0 || at.checked_add(i64::try_from(events.len()).unwrap_or(i64::MAX)).is_some());
+        let mut job = commit::Job { stream: stream.clone(), expected: fast.unwrap_or(0), events, metadata };
+        // Whether the batch's ids must be looked up before the stream is read again.
+        let mut collided = false;
+        if fast.is_some() {
+            match self.inner.committer.commit(job).await {
+                commit::Outcome::Written { job, first, first_version, recorded_at } => {
+                    return Ok(written(stream, job, first, first_version, recorded_at));
+                }
+                commit::Outcome::Refused(back) => job = back,
+                commit::Outcome::Collided(back) => {
+                    job = back;
+                    collided = true;
+                }
+                commit::Outcome::Failed(error) => return Err(error),
+            }
+        }
+        // The rare way: the expectation did not hold in the statement's snapshot, or a unique
+        // index refused a row. Look up the batch's ids after a collision (a retried append is
+        // recognised, never written twice), read the stream's version (a conflict is a
+        // conflict only after a retry was ruled out), and try alone at the version read.
+        let client = self.client("cannot append events").await?;
+        for _ in 0..APPEND_ATTEMPTS {
+            if collided
+                && let Some(stored) = resolve_retry(stream, &job.events, self.existing(&client, &job.events).await?)?
+            {
+                return Ok(Appended::already_stored(stored));
+            }
             let actual = self.stream_version_on(&client, stream).await?;
             if !expected.admits(actual) {
                 if let Some(stored) = resolve_retry(stream, &job.events, self.existing(&client, &job.events).await?)? {
@@ -554,51 +600,22 @@ impl EventStore for PostgresStore {
                 return Ok(Appended::written(Vec::new()));
             }
             to_sql_integer(actual.0 + job.events.len() as u64, "stream version")?;
-            job.first_version = actual.0 + 1;
-            // The first try goes to the group commit, without holding a connection the
-            // committer may need; a try after a collision goes alone.
-            let outcome = if attempt == 0 {
-                drop(client);
-                self.inner.committer.commit(job).await
-            } else {
-                let outcome = commit::alone(&client, &self.inner.sql.insert, job).await;
-                held = Some(client);
-                outcome
-            };
-            match outcome {
-                commit::Outcome::Written { job, first, recorded_at } => {
-                    let committed = job
-                        .events
-                        .into_iter()
-                        .enumerate()
-                        .map(|(offset, event)| StoredEvent {
-                            position: Position(first + offset as u64),
-                            stream: stream.clone(),
-                            stream_version: Version(job.first_version + offset as u64),
-                            event_id: event.event_id,
-                            metadata: event.metadata,
-                            recorded_at,
-                            event: event.event,
-                        })
-                        .collect();
-                    return Ok(Appended::written(committed));
+            job.expected = to_sql_integer(actual.0, "stream version")?;
+            // A held connection that was lost leaves the pool as it is dropped.
+            match commit::alone(&client, &self.inner.sql.insert, job).await {
+                commit::Outcome::Written { job, first, first_version, recorded_at } => {
+                    return Ok(written(stream, job, first, first_version, recorded_at));
                 }
+                // Another writer moved the stream since it was read: read it again.
+                commit::Outcome::Refused(back) => {
+                    job = back;
+                    collided = false;
+                }
+                // An id already stored, or another writer took these versions first.
                 commit::Outcome::Collided(back) => {
                     job = back;
-                    let client = match held.take() {
-                        Some(client) => client,
-                        None => self.client("cannot append events").await?,
-                    };
-                    if let Some(stored) =
-                        resolve_retry(stream, &job.events, self.existing(&client, &job.events).await?)?
-                    {
-                        return Ok(Appended::already_stored(stored));
-                    }
-                    // Another writer took these versions first (or another append of the
-                    // group collided): read the stream again.
-                    held = Some(client);
+                    collided = true;
                 }
-                // A held connection that was lost leaves the pool as it is dropped.
                 commit::Outcome::Failed(error) => return Err(error),
             }
         }
