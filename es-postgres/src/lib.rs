@@ -61,7 +61,10 @@
 //! statement: the frontier update, the insert and the commit (including its WAL flush). The
 //! lock is taken inside that single statement, after the version check, so no network round
 //! trip happens while it is held, and conflicting appends (a stale expected version) never
-//! take it. Because the flush happens under the lock, commits of different appends cannot
+//! take it. That statement is the whole of an append in the common case: one round trip,
+//! like a raw autocommit `INSERT`. It calls the schema's `append` function, which reads the
+//! stream's version, checks the expectation, takes the positions and inserts; the stream is
+//! read again, and the batch's ids looked up, only after a conflict or a unique violation. Because the flush happens under the lock, commits of different appends cannot
 //! share a flush the way independent inserts do; the store makes up for it within a process
 //! with its own group commit: the appends ready at the same moment go into one statement and
 //! one commit (`src/commit.rs`), each still all or nothing. Batches amortize
@@ -119,7 +122,8 @@
 //! - **PgBouncer in transaction mode** works: statements are sent with their parameter types
 //!   as unnamed statements (tokio-postgres's `query_typed`), never as named prepared
 //!   statements that a pooler would hand to another server connection. The cost is one parse
-//!   per statement on the server. The whole conformance suite passes through PgBouncer 1.18
+//!   per statement on the server; for appends that is only the short call of the schema's
+//!   `append` function, whose statement PL/pgSQL plans once per server connection and keeps. The whole conformance suite passes through PgBouncer 1.18
 //!   (which knows no prepared statements at all) with `pool_mode = transaction`; point
 //!   `DATABASE_URL` at it to check yours. Connect to the server itself for what a pooler
 //!   hides: `pg_terminate_backend` and other per-connection administration, and startup
@@ -148,7 +152,8 @@
 //! # Schema
 //!
 //! The tables are `events`, `head` (the frontier), `snapshots` and `meta` (schema version and
-//! store id) in the store's schema, whose name is a checked identifier. They are versioned
+//! store id), and the function `append` (the append statement), in the store's schema, whose
+//! name is a checked identifier. They are versioned
 //! and migrated forward on connect in one transaction under `pg_advisory_xact_lock`, so two
 //! processes connecting at once migrate once. A schema written by a newer es is refused with
 //! [`StoreError::SchemaTooNew`]. Every value is a bound parameter, lists too (`= ANY($n)`).
