@@ -73,19 +73,22 @@
 //! different schemas (different stores).
 //!
 //! Measured with `cargo bench -p es-postgres --bench append` (PostgreSQL 15 on a 2-core
-//! machine shared with other work, `fsync` and `synchronous_commit` on, a flush taking 2 to
-//! 5 ms; runs vary by up to half), events per second, each writer on its own stream and
-//! connection; "raw" is tokio-postgres writing the same rows into a table with a `bigserial`
-//! position and no version check:
+//! machine shared with other work, `fsync` and `synchronous_commit` on; runs vary by up to
+//! half, and by a factor of three between a busy and a quiet machine, so compare columns of
+//! one run only), events per second, each writer on its own stream and connection; "raw" is
+//! tokio-postgres writing the same rows into a table with a `bigserial` position and no
+//! version check:
 //!
 //! | writers | batches of 100: store | raw UNNEST | raw INSERT per row | single events: store | raw UNNEST | raw INSERT per row |
 //! | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-//! | 1 | 14,800 | 19,400 | 7,100 | 195 | 450 | 480 |
-//! | 4 | 28,600 | 32,500 | 9,600 | 510 | 690 | 1,540 |
-//! | 16 | 34,100 | 45,700 | 14,700 | 1,520 | 2,060 | 2,620 |
+//! | 1 | 71,600 | 108,400 | 12,700 | 1,250 | 2,920 | 2,310 |
+//! | 4 | 70,600 | 137,100 | 33,500 | 2,470 | 5,400 | 5,270 |
+//! | 16 | 103,300 | 134,500 | 34,600 | 6,810 | 7,490 | 6,440 |
 //!
-//! Batch where you can; with many concurrent writers of single events the store stays within
-//! a factor of two of raw inserts, which themselves never give readers a safe order.
+//! Batch where you can. Single events from many concurrent writers keep up with raw inserts
+//! (group commit); a lone writer of single events gets about half of raw's rate, the price of
+//! a flush that cannot be shared and of the statement's extra work (the version read and the
+//! frontier), for an order that raw inserts never give readers.
 //!
 //! **What a long transaction elsewhere does.** Nothing to readers: they never wait for
 //! transactions that are not appending, and see every committed append at once, however old
