@@ -3,13 +3,14 @@
 //!
 //! The frontier serializes appends for the length of their commit (crate docs, "What it costs
 //! writers"), so single-event appends from many tasks would each wait for the WAL flush of
-//! every one before them. Instead, an append whose version check passed hands its rows to the
-//! store's committer task, which takes every append waiting at that moment (up to
-//! [`MAX_GROUP_ROWS`] rows), inserts them all in one statement at consecutive positions and
-//! answers each. Each append stays all or nothing, and so does the group: if a unique index
-//! refuses any row (an id already stored, a concurrent writer at the same version), nothing
-//! of the group is written and every member tries again alone, where the store sorts out
-//! which it was.
+//! every one before them. Instead, an append hands its rows and its expectation to the store's
+//! committer task, which takes every append waiting at that moment (up to [`MAX_GROUP_ROWS`]
+//! rows) and runs one statement for them all: it reads each stream's version, keeps the
+//! appends whose expectation holds, inserts their rows at consecutive positions and answers
+//! each (an append whose expectation did not hold is told so and writes nothing). Each append
+//! stays all or nothing, and so does the group: if a unique index refuses any row (an id
+//! already stored, a concurrent writer at the same version), nothing of the group is written
+//! and every member tries again alone, where the store sorts out which it was.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -19,7 +20,7 @@ use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 use es_core::store::{BackendError, BackendErrorKind, CorruptProblem, Corruption};
-use es_core::{NewEvent, StoreError, StreamId};
+use es_core::{ExpectedVersion, NewEvent, StoreError, StreamId};
 
 use crate::error::{pg_error, unique_violation};
 use crate::pool::{self, ConnectErrors, Pool};
@@ -28,21 +29,37 @@ use crate::rows;
 /// The most rows one group statement carries.
 const MAX_GROUP_ROWS: usize = 5_000;
 
-/// One append, checked and ready to insert.
+/// One append, ready to insert: the statement checks its expectation and inserts it when it
+/// holds.
 pub(crate) struct Job {
     pub(crate) stream: StreamId,
-    /// The version of the first event (the stream's version plus one).
-    pub(crate) first_version: u64,
+    /// What the stream's version must be: `-1` for any, `0` for no stream, `n` for exactly `n`
+    /// ([`expectation`]).
+    pub(crate) expected: i64,
     pub(crate) events: Vec<NewEvent>,
     /// Each event's metadata as the JSON stored.
     pub(crate) metadata: Vec<String>,
 }
 
+/// `expected` as the statement takes it; `None` for a version PostgreSQL cannot hold (which
+/// no stream can be at).
+pub(crate) fn expectation(expected: ExpectedVersion) -> Option<i64> {
+    match expected {
+        ExpectedVersion::Any => Some(-1),
+        ExpectedVersion::NoStream => Some(0),
+        ExpectedVersion::Exact(version) => i64::try_from(version.0).ok(),
+    }
+}
+
 /// How an insert went for one append.
 pub(crate) enum Outcome {
-    /// Committed at positions `first`, `first + 1`, ….
-    Written { job: Job, first: u64, recorded_at: SystemTime },
-    /// A unique index refused a row of the statement: nothing was written.
+    /// Committed at positions `first`, `first + 1`, … and stream versions `first_version`, ….
+    Written { job: Job, first: u64, first_version: u64, recorded_at: SystemTime },
+    /// The expectation did not hold for the stream in the statement's snapshot: nothing of
+    /// this append was written (the store reads the stream again to tell a conflict).
+    Refused(Job),
+    /// A unique index refused a row of the statement (or, in a group, a row was refused as
+    /// data): nothing was written.
     Collided(Job),
     /// Nothing was written (or, for a lost connection, it may have been: a retry with the same
     /// event ids tells).
@@ -143,33 +160,46 @@ enum InsertError {
     Pg(tokio_postgres::Error),
     /// No connection came from the pool.
     Pool(StoreError),
-    /// The statement inserted another number of rows than it was given: only possible when the
-    /// `head` row is gone (then it inserted none).
+    /// The statement inserted another number of rows than it kept, or answered in another
+    /// shape: only possible when the `head` row is gone (then it inserted none).
     NoFrontier,
 }
 
-/// One statement for every row of `jobs`; the first position they got.
+/// What the statement found for each job: whether its expectation held, in job order.
+struct Inserted {
+    /// The stream's version before the append, for each job.
+    actual: Vec<u64>,
+    admitted: Vec<bool>,
+    /// The position before the first row inserted (when any was).
+    base: u64,
+}
+
+/// One statement for every row of `jobs`: it checks each job's expectation, inserts the jobs
+/// whose expectation holds and commits.
 async fn insert(
     client: &tokio_postgres::Client,
     insert_sql: &str,
     jobs: &[&Job],
     recorded_at: SystemTime,
-) -> Result<u64, InsertError> {
+) -> Result<Inserted, InsertError> {
     let count: usize = jobs.iter().map(|job| job.events.len()).sum();
-    let mut stream_types = Vec::with_capacity(count);
-    let mut stream_ids = Vec::with_capacity(count);
-    let mut versions = Vec::with_capacity(count);
+    let mut stream_types = Vec::with_capacity(jobs.len());
+    let mut stream_ids = Vec::with_capacity(jobs.len());
+    let mut expected = Vec::with_capacity(jobs.len());
+    let mut of_job: Vec<i64> = Vec::with_capacity(count);
     let mut ids: Vec<Uuid> = Vec::with_capacity(count);
     let mut event_types = Vec::with_capacity(count);
     let mut schema_versions = Vec::with_capacity(count);
     let mut payloads = Vec::with_capacity(count);
     let mut metadata = Vec::with_capacity(count);
-    for job in jobs {
-        for (offset, (event, meta)) in job.events.iter().zip(&job.metadata).enumerate() {
-            stream_types.push(job.stream.stream_type());
-            stream_ids.push(job.stream.id());
-            // In range: the store checked the batch's last version against i64 before.
-            versions.push(i64::try_from(job.first_version + offset as u64).unwrap_or(i64::MAX));
+    for (index, job) in jobs.iter().enumerate() {
+        stream_types.push(job.stream.stream_type());
+        stream_ids.push(job.stream.id());
+        expected.push(job.expected);
+        // Jobs are numbered from 1, as `WITH ORDINALITY` numbers them.
+        let number = i64::try_from(index + 1).unwrap_or(i64::MAX);
+        for (event, meta) in job.events.iter().zip(&job.metadata) {
+            of_job.push(number);
             ids.push(event.event_id);
             event_types.push(event.event.event_type.as_str());
             schema_versions.push(i64::from(event.event.schema_version));
@@ -177,13 +207,12 @@ async fn insert(
             metadata.push(meta.as_str());
         }
     }
-    let count_value = i64::try_from(count).unwrap_or(i64::MAX);
     let params: [(&(dyn ToSql + Sync), Type); 10] = [
-        (&count_value, Type::INT8),
         (&recorded_at, Type::TIMESTAMPTZ),
         (&stream_types, Type::TEXT_ARRAY),
         (&stream_ids, Type::TEXT_ARRAY),
-        (&versions, Type::INT8_ARRAY),
+        (&expected, Type::INT8_ARRAY),
+        (&of_job, Type::INT8_ARRAY),
         (&ids, Type::UUID_ARRAY),
         (&event_types, Type::TEXT_ARRAY),
         (&schema_versions, Type::INT8_ARRAY),
@@ -191,30 +220,53 @@ async fn insert(
         (&metadata, Type::TEXT_ARRAY),
     ];
     let rows = client.query_typed(insert_sql, &params).await.map_err(InsertError::Pg)?;
-    if rows.len() != count {
+    if rows.len() != jobs.len() {
         return Err(InsertError::NoFrontier);
     }
-    let mut first = u64::MAX;
-    for row in &rows {
-        let position = rows::counter(row, 0, "events.position").map_err(|_| InsertError::NoFrontier)?;
-        first = first.min(position);
+    let mut found =
+        Inserted { actual: Vec::with_capacity(jobs.len()), admitted: Vec::with_capacity(jobs.len()), base: 0 };
+    let mut wanted = 0usize;
+    let mut inserted = 0i64;
+    for (row, job) in rows.iter().zip(jobs) {
+        let actual = rows::counter(row, 0, "events.stream_version").map_err(|_| InsertError::NoFrontier)?;
+        let admitted: bool = row.try_get(1).map_err(|_| InsertError::NoFrontier)?;
+        if admitted {
+            wanted += job.events.len();
+        }
+        found.actual.push(actual);
+        found.admitted.push(admitted);
+        inserted = row.try_get(3).map_err(|_| InsertError::NoFrontier)?;
+        if let Ok(Some(base)) = row.try_get::<_, Option<i64>>(2) {
+            found.base = u64::try_from(base).map_err(|_| InsertError::NoFrontier)?;
+        }
     }
-    Ok(first)
+    // Rows to insert and none inserted: the `head` row is gone (the frontier took nothing).
+    if i64::try_from(wanted).ok() != Some(inserted) {
+        return Err(InsertError::NoFrontier);
+    }
+    Ok(found)
 }
 
-/// What `result` means for each of `jobs`, in their order: the first got positions from
-/// `first`, the next ones after it.
-fn outcomes(jobs: Vec<Job>, result: Result<u64, InsertError>, recorded_at: SystemTime) -> Vec<Outcome> {
+/// What `result` means for each of `jobs`, in their order: the admitted ones got consecutive
+/// positions after `base`, in job order.
+fn outcomes(jobs: Vec<Job>, result: Result<Inserted, InsertError>, recorded_at: SystemTime) -> Vec<Outcome> {
     let context = "cannot append events";
+    let several = jobs.len() > 1;
     match result {
-        Ok(mut first) => jobs
-            .into_iter()
-            .map(|job| {
-                let at = first;
-                first += job.events.len() as u64;
-                Outcome::Written { job, first: at, recorded_at }
-            })
-            .collect(),
+        Ok(found) => {
+            let mut next = found.base + 1;
+            jobs.into_iter()
+                .zip(found.actual.into_iter().zip(found.admitted))
+                .map(|(job, (actual, admitted))| {
+                    if !admitted {
+                        return Outcome::Refused(job);
+                    }
+                    let first = next;
+                    next += job.events.len() as u64;
+                    Outcome::Written { job, first, first_version: actual + 1, recorded_at }
+                })
+                .collect()
+        }
         Err(InsertError::Pg(error)) => match unique_violation(&error) {
             Some(Some(constraint)) if constraint == "events_pkey" => jobs
                 .iter()
@@ -225,6 +277,9 @@ fn outcomes(jobs: Vec<Job>, result: Result<u64, InsertError>, recorded_at: Syste
                 })
                 .collect(),
             Some(_) => jobs.into_iter().map(Outcome::Collided).collect(),
+            // A value one append of a group holds that PostgreSQL refuses (a NUL in a stream
+            // id, a version out of range) must not fail the others: each tries again alone.
+            None if several && is_data_error(&error) => jobs.into_iter().map(Outcome::Collided).collect(),
             None => shared_failure(jobs.len(), pg_error(context, error)),
         },
         Err(InsertError::Pool(error)) => shared_failure(jobs.len(), error),
@@ -233,6 +288,11 @@ fn outcomes(jobs: Vec<Job>, result: Result<u64, InsertError>, recorded_at: Syste
             .map(|_| Outcome::Failed(impossible_frontier("missing (the `head` row of the store's schema is gone)")))
             .collect(),
     }
+}
+
+/// A data exception (SQLSTATE class 22): the statement refused a value it was given.
+fn is_data_error(error: &tokio_postgres::Error) -> bool {
+    error.code().is_some_and(|code| code.code().starts_with("22"))
 }
 
 /// `error` for the first of `count` appends that shared one statement, and the same kind and

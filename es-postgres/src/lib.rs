@@ -61,7 +61,10 @@
 //! statement: the frontier update, the insert and the commit (including its WAL flush). The
 //! lock is taken inside that single statement, after the version check, so no network round
 //! trip happens while it is held, and conflicting appends (a stale expected version) never
-//! take it. Because the flush happens under the lock, commits of different appends cannot
+//! take it. That statement is the whole of an append in the common case: one round trip,
+//! like a raw autocommit `INSERT`. It calls the schema's `append` function, which reads the
+//! stream's version, checks the expectation, takes the positions and inserts; the stream is
+//! read again, and the batch's ids looked up, only after a conflict or a unique violation. Because the flush happens under the lock, commits of different appends cannot
 //! share a flush the way independent inserts do; the store makes up for it within a process
 //! with its own group commit: the appends ready at the same moment go into one statement and
 //! one commit (`src/commit.rs`), each still all or nothing. Batches amortize
@@ -70,19 +73,22 @@
 //! different schemas (different stores).
 //!
 //! Measured with `cargo bench -p es-postgres --bench append` (PostgreSQL 15 on a 2-core
-//! machine shared with other work, `fsync` and `synchronous_commit` on, a flush taking 2 to
-//! 5 ms; runs vary by up to half), events per second, each writer on its own stream and
-//! connection; "raw" is tokio-postgres writing the same rows into a table with a `bigserial`
-//! position and no version check:
+//! machine shared with other work, `fsync` and `synchronous_commit` on; runs vary by up to
+//! half, and by a factor of three between a busy and a quiet machine, so compare columns of
+//! one run only), events per second, each writer on its own stream and connection; "raw" is
+//! tokio-postgres writing the same rows into a table with a `bigserial` position and no
+//! version check:
 //!
 //! | writers | batches of 100: store | raw UNNEST | raw INSERT per row | single events: store | raw UNNEST | raw INSERT per row |
 //! | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-//! | 1 | 14,800 | 19,400 | 7,100 | 195 | 450 | 480 |
-//! | 4 | 28,600 | 32,500 | 9,600 | 510 | 690 | 1,540 |
-//! | 16 | 34,100 | 45,700 | 14,700 | 1,520 | 2,060 | 2,620 |
+//! | 1 | 71,600 | 108,400 | 12,700 | 1,250 | 2,920 | 2,310 |
+//! | 4 | 70,600 | 137,100 | 33,500 | 2,470 | 5,400 | 5,270 |
+//! | 16 | 103,300 | 134,500 | 34,600 | 6,810 | 7,490 | 6,440 |
 //!
-//! Batch where you can; with many concurrent writers of single events the store stays within
-//! a factor of two of raw inserts, which themselves never give readers a safe order.
+//! Batch where you can. Single events from many concurrent writers keep up with raw inserts
+//! (group commit); a lone writer of single events gets about half of raw's rate, the price of
+//! a flush that cannot be shared and of the statement's extra work (the version read and the
+//! frontier), for an order that raw inserts never give readers.
 //!
 //! **What a long transaction elsewhere does.** Nothing to readers: they never wait for
 //! transactions that are not appending, and see every committed append at once, however old
@@ -119,7 +125,8 @@
 //! - **PgBouncer in transaction mode** works: statements are sent with their parameter types
 //!   as unnamed statements (tokio-postgres's `query_typed`), never as named prepared
 //!   statements that a pooler would hand to another server connection. The cost is one parse
-//!   per statement on the server. The whole conformance suite passes through PgBouncer 1.18
+//!   per statement on the server; for appends that is only the short call of the schema's
+//!   `append` function, whose statement PL/pgSQL plans once per server connection and keeps. The whole conformance suite passes through PgBouncer 1.18
 //!   (which knows no prepared statements at all) with `pool_mode = transaction`; point
 //!   `DATABASE_URL` at it to check yours. Connect to the server itself for what a pooler
 //!   hides: `pg_terminate_backend` and other per-connection administration, and startup
@@ -148,7 +155,8 @@
 //! # Schema
 //!
 //! The tables are `events`, `head` (the frontier), `snapshots` and `meta` (schema version and
-//! store id) in the store's schema, whose name is a checked identifier. They are versioned
+//! store id), and the function `append` (the append statement), in the store's schema, whose
+//! name is a checked identifier. They are versioned
 //! and migrated forward on connect in one transaction under `pg_advisory_xact_lock`, so two
 //! processes connecting at once migrate once. A schema written by a newer es is refused with
 //! [`StoreError::SchemaTooNew`]. Every value is a bound parameter, lists too (`= ANY($n)`).
@@ -173,7 +181,7 @@ mod schema;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bb8_postgres::PostgresConnectionManager;
 use tokio_postgres::NoTls;
@@ -506,16 +514,37 @@ fn saturating_i64(value: u64) -> i64 {
 
 use crate::commit::impossible_frontier;
 
+/// The events of `job`, committed at positions from `first` and versions from `first_version`.
+fn written(stream: &StreamId, job: commit::Job, first: u64, first_version: u64, recorded_at: SystemTime) -> Appended {
+    let committed = job
+        .events
+        .into_iter()
+        .enumerate()
+        .map(|(offset, event)| StoredEvent {
+            position: Position(first + offset as u64),
+            stream: stream.clone(),
+            stream_version: Version(first_version + offset as u64),
+            event_id: event.event_id,
+            metadata: event.metadata,
+            recorded_at,
+            event: event.event,
+        })
+        .collect();
+    Appended::written(committed)
+}
+
 impl EventStore for PostgresStore {
     /// See the crate docs for why this never leaves a hole in the store order.
     ///
-    /// The version is read first, outside any lock. When it does not admit the append, the
-    /// batch's ids are looked up, so that a retried append is recognised before it is called
-    /// a conflict ([`resolve_retry`]). When it does, the batch goes to the store's group
-    /// commit: one statement takes the frontier, inserts this batch with the others ready at
-    /// that moment, and commits. A unique violation (an id already stored, or a concurrent
-    /// writer who took the same versions) rolls the statement back whole; each append of it
-    /// then looks up its ids and starts over alone.
+    /// The batch goes to the store's group commit: one statement, in one round trip, reads
+    /// the stream's version, checks the expectation, takes the frontier, inserts this batch
+    /// with the others ready at that moment whose expectations hold, and commits. Only when
+    /// the expectation did not hold in that statement's snapshot, or a unique index refused a
+    /// row (an id already stored, or a concurrent writer who took the same versions, which
+    /// rolls the statement back whole), does the append go the long way alone: it looks up its
+    /// ids after a collision, reads the stream's version and, when that does not admit the
+    /// append, looks up its ids, so that a retried append is recognised before it is called a
+    /// conflict ([`resolve_retry`]); otherwise it tries again at the version read.
     ///
     /// An append whose future is dropped while it runs still commits or fails as a whole;
     /// retry it with the same event ids to learn which.
@@ -536,13 +565,38 @@ impl EventStore for PostgresStore {
                         .with_source(error),
                 )
             })?;
-        let mut job = commit::Job { stream: stream.clone(), first_version: 0, events, metadata };
-        let mut held = Some(self.client("cannot append events").await?);
-        for attempt in 0..APPEND_ATTEMPTS {
-            let client = match held.take() {
-                Some(client) => client,
-                None => self.client("cannot append events").await?,
-            };
+        // The common case is one round trip: the group commit's statement checks the
+        // expectation in its snapshot and inserts. A version PostgreSQL cannot hold goes the
+        // long way, which reads the stream (and finds a conflict).
+        let fast = commit::expectation(expected)
+            .filter(|&at| at < 0 || at.checked_add(i64::try_from(events.len()).unwrap_or(i64::MAX)).is_some());
+        let mut job = commit::Job { stream: stream.clone(), expected: fast.unwrap_or(0), events, metadata };
+        // Whether the batch's ids must be looked up before the stream is read again.
+        let mut collided = false;
+        if fast.is_some() {
+            match self.inner.committer.commit(job).await {
+                commit::Outcome::Written { job, first, first_version, recorded_at } => {
+                    return Ok(written(stream, job, first, first_version, recorded_at));
+                }
+                commit::Outcome::Refused(back) => job = back,
+                commit::Outcome::Collided(back) => {
+                    job = back;
+                    collided = true;
+                }
+                commit::Outcome::Failed(error) => return Err(error),
+            }
+        }
+        // The rare way: the expectation did not hold in the statement's snapshot, or a unique
+        // index refused a row. Look up the batch's ids after a collision (a retried append is
+        // recognised, never written twice), read the stream's version (a conflict is a
+        // conflict only after a retry was ruled out), and try alone at the version read.
+        let client = self.client("cannot append events").await?;
+        for _ in 0..APPEND_ATTEMPTS {
+            if collided
+                && let Some(stored) = resolve_retry(stream, &job.events, self.existing(&client, &job.events).await?)?
+            {
+                return Ok(Appended::already_stored(stored));
+            }
             let actual = self.stream_version_on(&client, stream).await?;
             if !expected.admits(actual) {
                 if let Some(stored) = resolve_retry(stream, &job.events, self.existing(&client, &job.events).await?)? {
@@ -554,51 +608,22 @@ impl EventStore for PostgresStore {
                 return Ok(Appended::written(Vec::new()));
             }
             to_sql_integer(actual.0 + job.events.len() as u64, "stream version")?;
-            job.first_version = actual.0 + 1;
-            // The first try goes to the group commit, without holding a connection the
-            // committer may need; a try after a collision goes alone.
-            let outcome = if attempt == 0 {
-                drop(client);
-                self.inner.committer.commit(job).await
-            } else {
-                let outcome = commit::alone(&client, &self.inner.sql.insert, job).await;
-                held = Some(client);
-                outcome
-            };
-            match outcome {
-                commit::Outcome::Written { job, first, recorded_at } => {
-                    let committed = job
-                        .events
-                        .into_iter()
-                        .enumerate()
-                        .map(|(offset, event)| StoredEvent {
-                            position: Position(first + offset as u64),
-                            stream: stream.clone(),
-                            stream_version: Version(job.first_version + offset as u64),
-                            event_id: event.event_id,
-                            metadata: event.metadata,
-                            recorded_at,
-                            event: event.event,
-                        })
-                        .collect();
-                    return Ok(Appended::written(committed));
+            job.expected = to_sql_integer(actual.0, "stream version")?;
+            // A held connection that was lost leaves the pool as it is dropped.
+            match commit::alone(&client, &self.inner.sql.insert, job).await {
+                commit::Outcome::Written { job, first, first_version, recorded_at } => {
+                    return Ok(written(stream, job, first, first_version, recorded_at));
                 }
+                // Another writer moved the stream since it was read: read it again.
+                commit::Outcome::Refused(back) => {
+                    job = back;
+                    collided = false;
+                }
+                // An id already stored, or another writer took these versions first.
                 commit::Outcome::Collided(back) => {
                     job = back;
-                    let client = match held.take() {
-                        Some(client) => client,
-                        None => self.client("cannot append events").await?,
-                    };
-                    if let Some(stored) =
-                        resolve_retry(stream, &job.events, self.existing(&client, &job.events).await?)?
-                    {
-                        return Ok(Appended::already_stored(stored));
-                    }
-                    // Another writer took these versions first (or another append of the
-                    // group collided): read the stream again.
-                    held = Some(client);
+                    collided = true;
                 }
-                // A held connection that was lost leaves the pool as it is dropped.
                 commit::Outcome::Failed(error) => return Err(error),
             }
         }

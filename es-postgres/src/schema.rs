@@ -48,6 +48,64 @@ const MIGRATIONS: &[&str] = &[
         state text NOT NULL,
         PRIMARY KEY (stream_type, stream_id)
     );",
+    // 1 → 2: the append statement as a function, so that the server plans it once per
+    // connection (PL/pgSQL caches the plan) instead of once per append, with nothing named on
+    // the client's side (PgBouncer in transaction mode needs no prepared statements for it).
+    //
+    // It reads each stream's version (one probe of the stream index), keeps the appends whose
+    // expectation holds, takes the frontier's row lock (held to commit) with the next
+    // positions for their rows in array order, and inserts them, all in the one statement
+    // that calls it: no round trip happens under the lock. The version read is the
+    // statement's snapshot, taken before the lock; a writer that took the same stream
+    // versions since then is caught by the unique index on (stream, version), which rolls the
+    // whole statement back. Nothing is ever inserted at a version whose predecessor is not
+    // stored.
+    //
+    // $1 the time; per append: $2 stream type, $3 stream id, $4 the expected version (-1 any,
+    // 0 no stream, n exactly n); per row: $5 its append (from 1), then one array per column.
+    // One row per append: the version read, whether the append was kept, the position before
+    // the first row inserted and how many rows were.
+    "CREATE FUNCTION {schema}.append(timestamptz, text[], text[], bigint[], bigint[], uuid[], text[], bigint[],
+                                     text[], text[])
+    RETURNS TABLE (o_actual bigint, o_kept boolean, o_base bigint, o_inserted bigint)
+    LANGUAGE plpgsql VOLATILE AS $fn$
+    #variable_conflict use_column
+    BEGIN
+        RETURN QUERY
+        WITH jobs AS MATERIALIZED (
+            SELECT j.job, j.stream_type, j.stream_id, j.expected,
+                   (SELECT COALESCE(MAX(v.stream_version), 0) FROM {schema}.events v
+                    WHERE v.stream_type = j.stream_type AND v.stream_id = j.stream_id) AS actual
+            FROM UNNEST($2::text[], $3::text[], $4::bigint[]) WITH ORDINALITY AS j(stream_type, stream_id,
+                                                                                   expected, job)
+         ),
+         kept AS MATERIALIZED (
+            SELECT k.stream_type, k.stream_id,
+                   k.actual + row_number() OVER (PARTITION BY r.job ORDER BY r.ord) AS stream_version,
+                   row_number() OVER (ORDER BY r.ord) AS rank,
+                   r.event_id, r.event_type, r.schema_version, r.payload, r.metadata
+            FROM UNNEST($5::bigint[], $6::uuid[], $7::text[], $8::bigint[], $9::text[], $10::text[])
+                     WITH ORDINALITY AS r(job, event_id, event_type, schema_version, payload, metadata, ord)
+            JOIN jobs k ON k.job = r.job AND (k.expected < 0 OR k.actual = k.expected)
+         ),
+         frontier AS (
+            UPDATE {schema}.head SET last_position = last_position + (SELECT count(*) FROM kept)
+            WHERE EXISTS (SELECT 1 FROM kept)
+            RETURNING last_position - (SELECT count(*) FROM kept) AS base
+         ),
+         inserted AS (
+            INSERT INTO {schema}.events (position, stream_type, stream_id, stream_version, event_id, event_type,
+                                    schema_version, payload, metadata, recorded_at)
+            SELECT frontier.base + k.rank, k.stream_type, k.stream_id, k.stream_version, k.event_id,
+                   k.event_type, k.schema_version, k.payload, k.metadata, $1
+            FROM frontier, kept k
+            RETURNING 1
+         )
+         SELECT j.actual, (j.expected < 0 OR j.actual = j.expected),
+                (SELECT base FROM frontier), (SELECT count(*) FROM inserted)
+         FROM jobs j ORDER BY j.job;
+    END
+    $fn$;",
 ];
 
 /// The schema version this code writes and understands.
@@ -100,25 +158,8 @@ impl Sql {
             ),
             find_event: format!("SELECT {cols} FROM {s}.events WHERE event_id = $1"),
             find_events: format!("SELECT {cols} FROM {s}.events WHERE event_id = ANY($1)"),
-            // One statement takes the frontier's row lock (held to commit), hands the rows the
-            // next positions in array order and inserts them: the serialized part of an append
-            // is this statement and the commit. The rows may belong to several appends (group
-            // commit, see `commit.rs`). $1 rows, $2 the time, then one array per column.
-            insert: format!(
-                "WITH frontier AS (
-                    UPDATE {s}.head SET last_position = last_position + $1 RETURNING last_position - $1 AS base
-                 )
-                 INSERT INTO {s}.events (position, stream_type, stream_id, stream_version, event_id, event_type,
-                                         schema_version, payload, metadata, recorded_at)
-                 SELECT frontier.base + e.ord, e.stream_type, e.stream_id, e.stream_version, e.event_id, e.event_type,
-                        e.schema_version, e.payload, e.metadata, $2
-                 FROM frontier,
-                      UNNEST($3::text[], $4::text[], $5::bigint[], $6::uuid[], $7::text[], $8::bigint[], $9::text[],
-                             $10::text[])
-                          WITH ORDINALITY AS e(stream_type, stream_id, stream_version, event_id, event_type,
-                                               schema_version, payload, metadata, ord)
-                 RETURNING position"
-            ),
+            // The append statement is the migration's function (1 → 2): one row per append.
+            insert: format!("SELECT * FROM {s}.append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
             read_stream: format!(
                 "SELECT {cols} FROM {s}.events WHERE stream_type = $1 AND stream_id = $2 AND stream_version >= $3 \
                  ORDER BY stream_version LIMIT $4"
