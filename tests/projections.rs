@@ -755,3 +755,102 @@ async fn on_sqlite_four_partitions_write_one_read_model_exactly_once() {
     assert_eq!(table.iter().map(|(_, _, deposits)| deposits).sum::<i64>(), 120);
     assert_eq!(table.iter().map(|(_, total, _)| total).sum::<i64>(), 3 * (40 * 41 / 2));
 }
+
+/// A vault's deposits; its read model is kept inline.
+#[cfg(feature = "sqlite")]
+#[derive(Aggregate, Default, Debug, Clone)]
+#[aggregate(id = String, events(MoneyDeposited))]
+pub struct Vault {
+    total: u64,
+}
+
+#[cfg(feature = "sqlite")]
+impl Apply<MoneyDeposited> for Vault {
+    fn apply(&mut self, event: &MoneyDeposited) {
+        self.total += event.amount;
+    }
+}
+
+/// Vault totals, updated in the append's transaction; refuses deposits over 1000.
+#[cfg(feature = "sqlite")]
+struct VaultTotals;
+
+#[cfg(feature = "sqlite")]
+impl es::InlineProjection for VaultTotals {
+    fn name(&self) -> &str {
+        "vault_totals"
+    }
+
+    fn apply(&self, tx: &es_sqlite::rusqlite::Transaction<'_>, events: &[es::StoredEvent]) -> Result<(), HandlerError> {
+        for record in events {
+            let deposit = es::projection::decode_event::<MoneyDeposited>(record)?;
+            tx.execute(
+                "INSERT INTO vault_totals (vault, total, version) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (vault) DO UPDATE SET total = total + excluded.total, version = excluded.version",
+                (record.stream.id(), i64::try_from(deposit.event.amount)?, i64::try_from(record.stream_version.0)?),
+            )?;
+            if deposit.event.amount > 1000 {
+                return Err(format!("deposit of {} refused by the read model", deposit.event.amount).into());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn an_inline_projection_commits_with_the_command_or_fails_it_leaving_nothing() {
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    let store = es::SqliteStore::open_in_memory().unwrap();
+    store
+        .transaction(|tx| {
+            tx.execute_batch(
+                "CREATE TABLE vault_totals (vault TEXT PRIMARY KEY, total INTEGER NOT NULL, version INTEGER NOT NULL)",
+            )?;
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap();
+    let inline = es::InlineStore::new(store.clone(), VaultTotals);
+    let vaults = Repository::<Vault, _>::new(inline);
+    let totals = |store: es::SqliteStore| async move {
+        store
+            .read(|tx| {
+                let mut statement = tx.prepare("SELECT vault, total, version FROM vault_totals ORDER BY vault")?;
+                let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+                Ok::<Vec<(String, i64, i64)>, Error>(rows.collect::<Result<_, _>>()?)
+            })
+            .await
+            .unwrap()
+    };
+
+    // Committed together: the read model is up to date the moment the command returns.
+    vaults
+        .execute("v", |_| Ok::<_, std::convert::Infallible>(MoneyDeposited { amount: 40, reference: "a".into() }))
+        .await
+        .unwrap();
+    vaults
+        .execute("v", |_| Ok::<_, std::convert::Infallible>(MoneyDeposited { amount: 2, reference: "b".into() }))
+        .await
+        .unwrap();
+    assert_eq!(totals(store.clone()).await, [("v".to_owned(), 42, 2)]);
+
+    // Failed together: a typed error, no event, no change (the row it wrote was rolled back).
+    let error = vaults
+        .execute("v", |_| Ok::<_, std::convert::Infallible>(MoneyDeposited { amount: 5000, reference: "c".into() }))
+        .await
+        .unwrap_err();
+    let store_error = match &error {
+        es::repository::RepositoryError::Store(store_error) => store_error,
+        other => panic!("unexpected {other}"),
+    };
+    assert!(
+        matches!(store_error, es::StoreError::InlineProjection { projection, source }
+            if projection == "vault_totals" && source.to_string().contains("5000")),
+        "{store_error}"
+    );
+    assert!(store_error.to_string().contains("nothing was appended"), "{store_error}");
+    assert_eq!(totals(store.clone()).await, [("v".to_owned(), 42, 2)]);
+    assert_eq!(store.stream_version(&StreamId::new("Vault", "v")).await.unwrap(), Version(2));
+    assert_eq!(vaults.load("v").await.unwrap().state.total, 42);
+}
