@@ -156,7 +156,7 @@ pub use es_derive::{Aggregate, Projection, apply, event};
 #[cfg(feature = "postgres")]
 pub use es_postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "sqlite")]
-pub use es_sqlite::{SqliteCheckpoints, SqliteStore};
+pub use es_sqlite::{InlineProjection, InlineStore, SqliteCheckpoints, SqliteStore};
 pub use uuid::Uuid;
 
 /// The serde es uses: snapshot state derives `Serialize` and `Deserialize` from `es::prelude`

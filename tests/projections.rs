@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use es::prelude::*;
 use es::projection::{
-    CheckpointStore, DispatchError, IdentityChange, InMemoryCheckpointStore, OnFailure, ProjectionError,
-    ProjectionIdentity, ProjectionOptions, ProjectionRunner, RunState, SavedCheckpoint, WaitError,
+    CheckpointStore, DispatchError, IdentityChange, InMemoryCheckpointStore, OnFailure, Partition, ProjectionError,
+    ProjectionIdentity, ProjectionOptions, ProjectionRunner, Rebuilt, RunState, SavedCheckpoint, WaitError,
 };
 use es::testing::*;
 use es::{Checkpoint, DecodeErrorKind, EventStore, ExpectedVersion, InMemoryStore, NewEvent, StreamId};
@@ -468,6 +468,146 @@ async fn wait_for_times_out_when_nothing_runs() {
     drop(runner);
 }
 
+/// Every deposit it handled: stream, version, position.
+#[derive(Projection, Default, Debug)]
+#[projection(name = "per_stream", events(MoneyDeposited))]
+pub struct PerStream {
+    seen: Vec<(StreamId, u64, u64)>,
+}
+
+impl Handle<MoneyDeposited> for PerStream {
+    fn handle(&mut self, event: &Envelope<MoneyDeposited>) -> Result<(), HandlerError> {
+        self.seen.push((event.stream.clone(), event.stream_version.0, event.position.0));
+        Ok(())
+    }
+}
+
+type PartitionHandle = es::projection::ProjectionHandle<PerStream, InMemoryStore>;
+type RunTask = tokio::task::JoinHandle<Result<(), Arc<ProjectionError>>>;
+
+fn start_partitions(
+    store: &InMemoryStore,
+    checkpoints: &InMemoryCheckpointStore,
+    count: u32,
+    options: &ProjectionOptions,
+) -> Vec<(PartitionHandle, RunTask)> {
+    Partition::all(count)
+        .map(|partition| {
+            let runner = ProjectionRunner::new(PerStream::default(), store.clone(), checkpoints.clone())
+                .with_options(options.clone())
+                .with_partition(partition);
+            (runner.handle(), tokio::spawn(runner.run()))
+        })
+        .collect()
+}
+
+/// Each event handled once by the partition owning its stream, each stream's in order.
+fn assert_each_event_once_in_stream_order(handles: &[PartitionHandle], events: usize) {
+    let mut all = Vec::new();
+    let mut owner: BTreeMap<String, u32> = BTreeMap::new();
+    for handle in handles {
+        let partition = handle.partition();
+        let seen = handle.read(|p| p.seen.clone());
+        let mut last: BTreeMap<String, u64> = BTreeMap::new();
+        for (stream, version, position) in seen {
+            assert!(partition.owns(&stream), "{partition} handled {stream}");
+            let previous = owner.insert(stream.to_string(), partition.index());
+            assert!(previous.is_none_or(|p| p == partition.index()), "{stream} in two partitions");
+            let before = last.insert(stream.to_string(), version).unwrap_or(0);
+            assert_eq!(version, before + 1, "{stream} out of order in {partition}");
+            all.push(position);
+        }
+    }
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), events, "every event exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_partitions_under_concurrent_writers_handle_each_event_once_in_stream_order() {
+    let store = InMemoryStore::new();
+    let checkpoints = InMemoryCheckpointStore::new();
+    let options = ProjectionOptions { poll_interval: Duration::from_secs(60), ..fast() };
+    let partitions = start_partitions(&store, &checkpoints, 4, &options);
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for n in 0..50 {
+                    // Writers share streams: 20 streams, each written by several writers.
+                    append(&store, &account(&((w * 7 + n) % 20).to_string()), vec![deposit(1)]).await;
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let handles: Vec<_> = partitions.iter().map(|(handle, _)| handle.clone()).collect();
+    for handle in &handles {
+        handle.wait_for_head(WAIT).await.unwrap();
+        assert_eq!(handle.status().await.unwrap().lag, 0);
+    }
+    assert_each_event_once_in_stream_order(&handles, 200);
+    assert!(handles.iter().filter(|h| h.read(|p| !p.seen.is_empty())).count() >= 3, "the streams spread");
+    for (handle, task) in partitions {
+        assert_eq!(handle.rebuilt(), None);
+        handle.stop();
+        task.await.unwrap().unwrap();
+    }
+    // Each partition stored its own checkpoint, with the layout.
+    let third = checkpoints.load("per_stream#3").await.unwrap().unwrap();
+    assert!(third.identity.fingerprint.ends_with("+3/4"), "{third:?}");
+}
+
+#[tokio::test]
+async fn changing_the_partition_count_is_a_rebuild_and_the_runner_says_so() {
+    let store = InMemoryStore::new();
+    for n in 0..30 {
+        append(&store, &account(&(n % 9).to_string()), vec![deposit(1)]).await;
+    }
+    let checkpoints = InMemoryCheckpointStore::new();
+    let partitions = start_partitions(&store, &checkpoints, 4, &fast());
+    for (handle, task) in partitions {
+        handle.wait_for_head(WAIT).await.unwrap();
+        handle.stop();
+        task.await.unwrap().unwrap();
+    }
+
+    // Refused: every partition of the new count, not only partition 0, says why.
+    let refusing = ProjectionOptions { on_identity_change: IdentityChange::Refuse, ..fast() };
+    for (_, task) in start_partitions(&store, &checkpoints, 2, &refusing) {
+        let error = task.await.unwrap().unwrap_err();
+        assert!(matches!(error.as_ref(), ProjectionError::PartitionsChanged { stored: 4, current: 2, .. }), "{error}");
+        assert!(error.to_string().contains("rebuild"), "{error}");
+    }
+
+    // Rebuilt: from the first event, each event once across the two.
+    let partitions = start_partitions(&store, &checkpoints, 2, &fast());
+    let handles: Vec<_> = partitions.iter().map(|(handle, _)| handle.clone()).collect();
+    for handle in &handles {
+        handle.wait_for_head(WAIT).await.unwrap();
+        assert_eq!(handle.rebuilt(), Some(Rebuilt::PartitionsChanged { stored: 4, current: 2 }));
+    }
+    assert_each_event_once_in_stream_order(&handles, 30);
+    for (handle, task) in partitions {
+        handle.stop();
+        task.await.unwrap().unwrap();
+    }
+
+    // Back to one runner: a rebuild too.
+    let runner = ProjectionRunner::new(PerStream::default(), store.clone(), checkpoints.clone()).with_options(fast());
+    let handle = runner.handle();
+    let task = tokio::spawn(runner.run());
+    handle.wait_for_head(WAIT).await.unwrap();
+    assert_eq!(handle.rebuilt(), Some(Rebuilt::PartitionsChanged { stored: 2, current: 1 }));
+    assert_eq!(handle.read(|p| p.seen.len()), 30);
+    handle.stop();
+    task.await.unwrap().unwrap();
+    let saved = checkpoints.load("per_stream").await.unwrap().unwrap();
+    assert_eq!(saved.identity, <PerStream as Projection>::identity());
+}
+
 #[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_store_wakes_its_followers_on_commit() {
@@ -573,4 +713,144 @@ async fn on_sqlite_a_failure_mid_batch_repeats_nothing_and_loses_nothing() {
     handle.stop();
     task.await.unwrap().unwrap();
     assert_eq!(balances_table(&store).await, [("even".to_owned(), 30, 5), ("odd".to_owned(), 25, 5)]);
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_four_partitions_write_one_read_model_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = es::SqliteStore::open(dir.path().join("bank.db")).unwrap();
+    let options = ProjectionOptions { batch_size: 16, poll_interval: Duration::from_secs(60), ..fast() };
+    let mut partitions = Vec::new();
+    for partition in Partition::all(4) {
+        let checkpoints = es::SqliteCheckpoints::new(store.clone(), flush_balances).await.unwrap();
+        let runner = ProjectionRunner::new(SqlBalances::default(), store.clone(), checkpoints)
+            .with_options(options.clone())
+            .with_partition(partition);
+        partitions.push((runner.handle(), tokio::spawn(runner.run())));
+    }
+    let writers: Vec<_> = (0..3u64)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for n in 0..40u64 {
+                    let stream = account(&((w + n) % 12).to_string());
+                    store.append(&stream, ExpectedVersion::Any, vec![deposit(n + 1)]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    for (handle, _) in &partitions {
+        handle.wait_for_head(WAIT).await.unwrap();
+    }
+    for (handle, task) in partitions {
+        handle.stop();
+        task.await.unwrap().unwrap();
+    }
+    let table = balances_table(&store).await;
+    assert_eq!(table.len(), 12);
+    assert_eq!(table.iter().map(|(_, _, deposits)| deposits).sum::<i64>(), 120);
+    assert_eq!(table.iter().map(|(_, total, _)| total).sum::<i64>(), 3 * (40 * 41 / 2));
+}
+
+/// A vault's deposits; its read model is kept inline.
+#[cfg(feature = "sqlite")]
+#[derive(Aggregate, Default, Debug, Clone)]
+#[aggregate(id = String, events(MoneyDeposited))]
+pub struct Vault {
+    total: u64,
+}
+
+#[cfg(feature = "sqlite")]
+impl Apply<MoneyDeposited> for Vault {
+    fn apply(&mut self, event: &MoneyDeposited) {
+        self.total += event.amount;
+    }
+}
+
+/// Vault totals, updated in the append's transaction; refuses deposits over 1000.
+#[cfg(feature = "sqlite")]
+struct VaultTotals;
+
+#[cfg(feature = "sqlite")]
+impl es::InlineProjection for VaultTotals {
+    fn name(&self) -> &str {
+        "vault_totals"
+    }
+
+    fn apply(&self, tx: &es_sqlite::rusqlite::Transaction<'_>, events: &[es::StoredEvent]) -> Result<(), HandlerError> {
+        for record in events {
+            let deposit = es::projection::decode_event::<MoneyDeposited>(record)?;
+            tx.execute(
+                "INSERT INTO vault_totals (vault, total, version) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (vault) DO UPDATE SET total = total + excluded.total, version = excluded.version",
+                (record.stream.id(), i64::try_from(deposit.event.amount)?, i64::try_from(record.stream_version.0)?),
+            )?;
+            if deposit.event.amount > 1000 {
+                return Err(format!("deposit of {} refused by the read model", deposit.event.amount).into());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn an_inline_projection_commits_with_the_command_or_fails_it_leaving_nothing() {
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    let store = es::SqliteStore::open_in_memory().unwrap();
+    store
+        .transaction(|tx| {
+            tx.execute_batch(
+                "CREATE TABLE vault_totals (vault TEXT PRIMARY KEY, total INTEGER NOT NULL, version INTEGER NOT NULL)",
+            )?;
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap();
+    let inline = es::InlineStore::new(store.clone(), VaultTotals);
+    let vaults = Repository::<Vault, _>::new(inline);
+    let totals = |store: es::SqliteStore| async move {
+        store
+            .read(|tx| {
+                let mut statement = tx.prepare("SELECT vault, total, version FROM vault_totals ORDER BY vault")?;
+                let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+                Ok::<Vec<(String, i64, i64)>, Error>(rows.collect::<Result<_, _>>()?)
+            })
+            .await
+            .unwrap()
+    };
+
+    // Committed together: the read model is up to date the moment the command returns.
+    vaults
+        .execute("v", |_| Ok::<_, std::convert::Infallible>(MoneyDeposited { amount: 40, reference: "a".into() }))
+        .await
+        .unwrap();
+    vaults
+        .execute("v", |_| Ok::<_, std::convert::Infallible>(MoneyDeposited { amount: 2, reference: "b".into() }))
+        .await
+        .unwrap();
+    assert_eq!(totals(store.clone()).await, [("v".to_owned(), 42, 2)]);
+
+    // Failed together: a typed error, no event, no change (the row it wrote was rolled back).
+    let error = vaults
+        .execute("v", |_| Ok::<_, std::convert::Infallible>(MoneyDeposited { amount: 5000, reference: "c".into() }))
+        .await
+        .unwrap_err();
+    let store_error = match &error {
+        es::repository::RepositoryError::Store(store_error) => store_error,
+        other => panic!("unexpected {other}"),
+    };
+    assert!(
+        matches!(store_error, es::StoreError::InlineProjection { projection, source }
+            if projection == "vault_totals" && source.to_string().contains("5000")),
+        "{store_error}"
+    );
+    assert!(store_error.to_string().contains("nothing was appended"), "{store_error}");
+    assert_eq!(totals(store.clone()).await, [("v".to_owned(), 42, 2)]);
+    assert_eq!(store.stream_version(&StreamId::new("Vault", "v")).await.unwrap(), Version(2));
+    assert_eq!(vaults.load("v").await.unwrap().state.total, 42);
 }

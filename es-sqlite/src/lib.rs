@@ -129,6 +129,7 @@ mod append;
 mod bridge;
 mod connections;
 mod error;
+mod inline;
 mod projection;
 mod read;
 mod rows;
@@ -141,5 +142,6 @@ mod store;
 pub use rusqlite;
 
 pub use crate::error::backend_error;
+pub use crate::inline::{InlineProjection, InlineStore};
 pub use crate::projection::SqliteCheckpoints;
 pub use crate::store::{SqliteOptions, SqliteStore};

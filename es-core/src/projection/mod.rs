@@ -21,6 +21,7 @@
 //! position applied beside the data, and skip what is not after it.
 
 mod checkpoints;
+mod partition;
 mod runner;
 
 use std::fmt;
@@ -33,9 +34,10 @@ use crate::store::ReadAllFilter;
 pub use self::checkpoints::{
     CheckpointStore, CheckpointStoreError, CommitBatch, InMemoryCheckpointStore, ProjectionIdentity, SavedCheckpoint,
 };
+pub use self::partition::{InvalidPartition, Partition};
 pub use self::runner::{
     FailedEvent, IdentityChange, OnFailure, ParkedEvent, ProjectionError, ProjectionHandle, ProjectionOptions,
-    ProjectionRunner, ProjectionStatus, RunState, WaitError,
+    ProjectionRunner, ProjectionStatus, Rebuilt, RunState, WaitError,
 };
 
 /// The error a handler returns: any error, boxed (`?` converts).

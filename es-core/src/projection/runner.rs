@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::checkpoints::{CheckpointStoreError, CommitBatch, ProjectionIdentity, SavedCheckpoint};
-use super::{DispatchError, Projection};
+use super::{DispatchError, Partition, Projection, fingerprint};
 use crate::decode::{DecodeError, DecodeErrorKind};
 use crate::record::{Position, StoredEvent, StreamId, Version};
 use crate::repository::RetryPolicy;
@@ -156,6 +156,20 @@ pub enum ProjectionError {
         /// What the code declares.
         current: ProjectionIdentity,
     },
+    /// The stored checkpoints were written by the projection run as another number of
+    /// partitions, and the options say [`IdentityChange::Refuse`]: changing the count is a
+    /// rebuild (every partition of the new count from the first event).
+    #[error(
+        "projection `{projection}` was built as {stored} partitions, not {current}: changing the partition count is a rebuild (`IdentityChange::Rebuild`)"
+    )]
+    PartitionsChanged {
+        /// The projection.
+        projection: &'static str,
+        /// The count its checkpoints were stored with (0: unreadable).
+        stored: u32,
+        /// The count this runner was started with.
+        current: u32,
+    },
     /// A selected event does not decode; a schema version newer than the code is
     /// [`DecodeErrorKind::FutureVersion`] (deploy the newer code). Never skipped.
     #[error("projection `{projection}` stopped at position {position}: {source}")]
@@ -188,6 +202,25 @@ impl ProjectionError {
     pub fn is_future_version(&self) -> bool {
         matches!(self, ProjectionError::Decode { source, .. } if matches!(source.kind, DecodeErrorKind::FutureVersion { .. }))
     }
+}
+
+/// Why a runner started again from the first event instead of resuming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rebuilt {
+    /// The checkpoint was stored for another identity (version or selection).
+    IdentityChanged {
+        /// What the checkpoint was stored for.
+        stored: ProjectionIdentity,
+        /// What the code declares.
+        current: ProjectionIdentity,
+    },
+    /// The projection was run as another number of partitions.
+    PartitionsChanged {
+        /// The count its checkpoints were stored with (0: unreadable).
+        stored: u32,
+        /// The count this runner was started with.
+        current: u32,
+    },
 }
 
 /// Where a runner is.
@@ -292,6 +325,7 @@ struct Progress {
     checkpoint: Checkpoint,
     state: RunState,
     parked: Vec<ParkedEvent>,
+    rebuilt: Option<Rebuilt>,
 }
 
 struct Shared {
@@ -357,6 +391,7 @@ pub struct ProjectionRunner<P: Projection, S: EventStore, C: CommitBatch<P>> {
     store: Arc<S>,
     checkpoints: C,
     options: ProjectionOptions,
+    partition: Partition,
     shared: Arc<Shared>,
 }
 
@@ -380,6 +415,7 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
                 checkpoint: Checkpoint::START,
                 state: RunState::NotStarted,
                 parked: Vec::new(),
+                rebuilt: None,
             }),
             changed: CommitSignal::new(),
             stop: AtomicBool::new(false),
@@ -390,8 +426,26 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
             store,
             checkpoints,
             options: ProjectionOptions::default(),
+            partition: Partition::WHOLE,
             shared,
         }
+    }
+
+    /// The same runner as one partition of the projection: it handles only the events of the
+    /// streams [`Partition::owns`], and keeps its own checkpoint. Run one runner per
+    /// partition, each with its own projection value (or its own share of the read model).
+    #[must_use]
+    pub fn with_partition(mut self, partition: Partition) -> Self {
+        self.partition = partition;
+        self
+    }
+
+    /// The identity this runner stores its checkpoint under: the projection's, keyed by
+    /// partition and with the partition layout in the fingerprint when partitioned.
+    #[must_use]
+    pub fn identity(&self) -> ProjectionIdentity {
+        let selection = fingerprint(P::SELECTION);
+        ProjectionIdentity::new(self.partition.key(P::NAME), P::VERSION, self.partition.fingerprint(&selection))
     }
 
     /// The same runner with these options.
@@ -407,6 +461,7 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
         ProjectionHandle {
             projection: Arc::clone(&self.projection),
             store: Arc::clone(&self.store),
+            partition: self.partition,
             shared: Arc::clone(&self.shared),
         }
     }
@@ -452,26 +507,57 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
 
     async fn start_checkpoint(&self) -> Result<Checkpoint, ProjectionError> {
         let checkpoints_error = |source| ProjectionError::Checkpoints { projection: P::NAME, source };
-        let identity = P::identity();
-        match self.checkpoints.load(P::NAME).await.map_err(checkpoints_error)? {
-            None => Ok(Checkpoint::START),
-            Some(saved) if saved.identity == identity => Ok(saved.checkpoint),
-            Some(saved) => match self.options.on_identity_change {
-                IdentityChange::Refuse => {
-                    Err(ProjectionError::IdentityChanged { stored: saved.identity, current: identity })
+        let identity = self.identity();
+        let own = self.checkpoints.load(&identity.name).await.map_err(checkpoints_error)?;
+        // Partition 0's checkpoint (the unpartitioned one) tells which layout the read model
+        // was built with: every partition checks it, so none resumes into a mixed layout.
+        let first = if self.partition.index() == 0 {
+            own.clone()
+        } else {
+            self.checkpoints.load(P::NAME).await.map_err(checkpoints_error)?
+        };
+        let current = self.partition.count();
+        let selection = fingerprint(P::SELECTION);
+        let layout_of = |saved: &SavedCheckpoint| {
+            let (stored_selection, stored) = Partition::parse_fingerprint(&saved.identity.fingerprint);
+            (saved.identity.version == P::VERSION && stored_selection == selection && stored != current)
+                .then_some(stored)
+        };
+        let other_layout = own.as_ref().and_then(layout_of).or_else(|| first.as_ref().and_then(layout_of));
+        let change = match (other_layout, own) {
+            (Some(stored), _) => Rebuilt::PartitionsChanged { stored, current },
+            (None, None) => return Ok(Checkpoint::START),
+            (None, Some(saved)) if saved.identity == identity => return Ok(saved.checkpoint),
+            (None, Some(saved)) => Rebuilt::IdentityChanged { stored: saved.identity, current: identity.clone() },
+        };
+        match self.options.on_identity_change {
+            IdentityChange::Refuse => Err(match change {
+                Rebuilt::IdentityChanged { stored, current } => ProjectionError::IdentityChanged { stored, current },
+                Rebuilt::PartitionsChanged { stored, current } => {
+                    ProjectionError::PartitionsChanged { projection: P::NAME, stored, current }
                 }
-                IdentityChange::Rebuild => {
-                    tracing::warn!(
+            }),
+            IdentityChange::Rebuild => {
+                match &change {
+                    Rebuilt::IdentityChanged { stored, current } => tracing::warn!(
                         projection = P::NAME,
-                        stored = %saved.identity,
-                        current = %identity,
+                        stored = %stored,
+                        current = %current,
                         "the projection changed: rebuilding it from the first event"
-                    );
-                    let fresh = SavedCheckpoint { identity, checkpoint: Checkpoint::START };
-                    self.checkpoints.commit(&self.projection, &fresh).await.map_err(checkpoints_error)?;
-                    Ok(Checkpoint::START)
+                    ),
+                    Rebuilt::PartitionsChanged { stored, current } => tracing::warn!(
+                        projection = P::NAME,
+                        partition = %self.partition,
+                        stored_partitions = stored,
+                        partitions = current,
+                        "the partition count changed: rebuilding from the first event"
+                    ),
                 }
-            },
+                let fresh = SavedCheckpoint { identity, checkpoint: Checkpoint::START };
+                self.checkpoints.commit(&self.projection, &fresh).await.map_err(checkpoints_error)?;
+                self.shared.update(|p| p.rebuilt = Some(change));
+                Ok(Checkpoint::START)
+            }
         }
     }
 
@@ -482,7 +568,7 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
             p.checkpoint = checkpoint.clone();
             p.state = RunState::CatchingUp;
         });
-        let (identity, filter) = (P::identity(), P::filter());
+        let (identity, filter) = (self.identity(), P::filter());
         let signal = self.store.commit_signal();
         let batch_size = self.options.batch_size.max(1);
         loop {
@@ -493,7 +579,7 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
             let seen = signal.as_ref().map(CommitSignal::generation);
             let stop_seen = self.shared.stopping.generation();
             let page = self.store.read_all(&checkpoint, &filter, batch_size).await.map_err(store_error)?;
-            for record in &page.events {
+            for record in page.events.iter().filter(|record| self.partition.owns(&record.stream)) {
                 self.deliver(record).await?;
             }
             if page.next == checkpoint {
@@ -573,6 +659,7 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 pub struct ProjectionHandle<P, S> {
     projection: Arc<Mutex<P>>,
     store: Arc<S>,
+    partition: Partition,
     shared: Arc<Shared>,
 }
 
@@ -581,6 +668,7 @@ impl<P, S> Clone for ProjectionHandle<P, S> {
         Self {
             projection: Arc::clone(&self.projection),
             store: Arc::clone(&self.store),
+            partition: self.partition,
             shared: Arc::clone(&self.shared),
         }
     }
@@ -616,6 +704,18 @@ impl<P: Projection, S: EventStore> ProjectionHandle<P, S> {
         self.shared.lock().parked.clone()
     }
 
+    /// Why the runner started from the first event instead of resuming, if it did.
+    #[must_use]
+    pub fn rebuilt(&self) -> Option<Rebuilt> {
+        self.shared.lock().rebuilt.clone()
+    }
+
+    /// The partition it runs.
+    #[must_use]
+    pub fn partition(&self) -> Partition {
+        self.partition
+    }
+
     /// Asks the runner to stop after the batch in hand; `run()` then returns `Ok`.
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::Release);
@@ -633,14 +733,14 @@ impl<P: Projection, S: EventStore> ProjectionHandle<P, S> {
         };
         let head = self.store.head().await?;
         let pending = self.store.read_all(&checkpoint, &P::filter(), ProjectionStatus::LAG_LIMIT).await?;
-        let lag = pending.events.len();
+        let lag = pending.events.iter().filter(|record| self.partition.owns(&record.stream)).count();
         Ok(ProjectionStatus {
             name: P::NAME,
             state,
             checkpoint,
             head,
             lag: lag as u64,
-            lag_capped: lag >= ProjectionStatus::LAG_LIMIT,
+            lag_capped: pending.events.len() >= ProjectionStatus::LAG_LIMIT,
             parked,
         })
     }

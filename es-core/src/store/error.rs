@@ -89,6 +89,17 @@ pub enum StoreError {
     /// retry may help.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// An inline projection (a read model updated in the append's own transaction) failed:
+    /// the append was rolled back, so neither the events nor any change of the read model
+    /// were committed.
+    #[error("inline projection `{}` failed: nothing was appended", super::bounded(projection))]
+    InlineProjection {
+        /// The inline projection's name.
+        projection: String,
+        /// Its error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
 }
 
 impl StoreError {
