@@ -159,17 +159,17 @@ pub use es_postgres::{PostgresOptions, PostgresStore};
 pub use es_sqlite::{InlineProjection, InlineStore, SqliteCheckpoints, SqliteStore};
 pub use uuid::Uuid;
 
+/// `#[derive(es::JsonSchema)]` for the types nested in events (feature `json-schema`), with
+/// `#[schemars(crate = "es::__private::schemars")]` beside it: `#[event]` derives it on the event
+/// itself, and a nested type without it is a compile error that names the type.
+#[cfg(feature = "json-schema")]
+pub use es_core::__private::schemars::JsonSchema;
 /// The serde es uses: snapshot state derives `Serialize` and `Deserialize` from `es::prelude`
 /// with `#[serde(crate = "es::serde")]`, so that a crate needs no serde dependency of its own.
 pub use serde;
 /// The serde_json es uses: JSON upcasters (`upcast_json`) take and return
 /// `es::serde_json::Value`.
 pub use serde_json;
-/// `#[derive(es::JsonSchema)]` for the types nested in events (feature `json-schema`), with
-/// `#[schemars(crate = "es::__private::schemars")]` beside it: `#[event]` derives it on the event
-/// itself, and a nested type without it is a compile error that names the type.
-#[cfg(feature = "json-schema")]
-pub use es_core::__private::schemars::JsonSchema;
 
 #[cfg(feature = "testing")]
 pub use es_core::conformance_suite;

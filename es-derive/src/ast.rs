@@ -285,7 +285,14 @@ impl EventList {
             let text = path_text(&arg.path);
             let usable = last.is_some_and(|last| last.arguments.is_none())
                 && !events.iter().any(|e| e.usable && (e.text == text || e.variant == variant));
-            events.push(ListedEvent { path: arg.path.clone(), stream: arg.stream.clone(), variant, text, usable, retired: false });
+            events.push(ListedEvent {
+                path: arg.path.clone(),
+                stream: arg.stream.clone(),
+                variant,
+                text,
+                usable,
+                retired: false,
+            });
         }
         Self { events }
     }
@@ -303,7 +310,14 @@ impl EventList {
                     .iter()
                     .any(|e| e.usable && e.text == text && e.stream.as_ref().map(path_text) == stream_text);
             let variant = format_ident!("Event");
-            events.push(ListedEvent { path: arg.path.clone(), stream: arg.stream.clone(), variant, text, usable, retired: false });
+            events.push(ListedEvent {
+                path: arg.path.clone(),
+                stream: arg.stream.clone(),
+                variant,
+                text,
+                usable,
+                retired: false,
+            });
         }
         Self { events }
     }
