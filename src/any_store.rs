@@ -17,10 +17,10 @@ use crate::{
 /// // The store a URL names: `memory:`, `sqlite::memory:`, `sqlite:path/to/file.db` or a path,
 /// // and with the `postgres` feature `postgres://…` (connecting needs `.await`).
 /// let store = es::AnyStore::connect("memory:").await?;
-/// // Or the store in `DATABASE_URL`, and this one when it is not set (here, so that the example
-/// // does not touch a database of yours, the fallback is used as if it were unset):
-/// let url = std::env::var("ES_DOC_EXAMPLE_URL").unwrap_or_else(|_| "sqlite::memory:".into());
-/// let store = es::AnyStore::connect(&url).await?; // `connect_from_env_or("bank.db")` in an app
+/// let store = es::AnyStore::connect("sqlite::memory:").await?;
+/// // In an application, the store `DATABASE_URL` names, and this file when it is not set:
+/// // `es::AnyStore::connect_from_env_or("bank.db").await?` (not run here: it would open
+/// // whatever database `DATABASE_URL` points at).
 /// // Stores that open without a server open without a runtime, too:
 /// let store = es::AnyStore::open("memory:")?;
 /// # let _ = store;
