@@ -7,11 +7,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll, Wake};
 
 use es::prelude::*;
-use es::store::AllEventsPage;
-use es::{
-    AnyStore, Appended, Checkpoint, EventStore, ExpectedVersion, InMemoryStore, NewEvent, ReadAllFilter,
-    RepositoryError, Snapshot, StoreError, StoredEvent, StreamId,
-};
+use es::testing::Hooked;
+use es::{AnyStore, EventStore, ExpectedVersion, InMemoryStore, RepositoryError, StoreError, StreamId};
 
 /// Something was noted; `detail` may nest as deep as the caller likes.
 #[event(version = 1)]
@@ -52,61 +49,21 @@ fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
-/// A store whose first appends meet a version conflict, as if another writer got there first.
-#[derive(Clone)]
-struct Contended<S> {
-    inner: S,
-    conflicts_left: Arc<AtomicU32>,
-}
-
-impl<S: EventStore> EventStore for Contended<S> {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<Appended, StoreError> {
-        if self.conflicts_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-            return Err(StoreError::Conflict { stream: stream.clone(), expected, actual: Version(99) });
-        }
-        self.inner.append(stream, expected, events).await
-    }
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: Version,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.read_stream(stream, from, limit).await
-    }
-    async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
-        self.inner.stream_version(stream).await
-    }
-    async fn read_all(
-        &self,
-        from: &Checkpoint,
-        filter: &ReadAllFilter,
-        limit: usize,
-    ) -> Result<AllEventsPage, StoreError> {
-        self.inner.read_all(from, filter, limit).await
-    }
-    async fn head(&self) -> Result<Checkpoint, StoreError> {
-        self.inner.head().await
-    }
-    async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
-        self.inner.find_event(event_id).await
-    }
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        self.inner.save_snapshot(snapshot).await
-    }
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        self.inner.load_snapshot(stream).await
-    }
-}
-
-fn contended<S: EventStore>(inner: S, conflicts: u32) -> Repository<Notebook, Contended<S>> {
-    Repository::new(Contended { inner, conflicts_left: Arc::new(AtomicU32::new(conflicts)) })
-        .with_retry(RetryPolicy::attempts(10))
+/// `inner`, whose first `conflicts` appends meet a version conflict, as if another writer got
+/// there first.
+fn contended<S: EventStore>(inner: S, conflicts: u32) -> Repository<Notebook, Hooked<S>> {
+    let conflicts_left = Arc::new(AtomicU32::new(conflicts));
+    let store = Hooked::new(inner).before_append(move || {
+        let conflict = conflicts_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        Box::pin(async move {
+            conflict.then(|| StoreError::Conflict {
+                stream: StreamId::of::<Notebook>("mine"),
+                expected: ExpectedVersion::NoStream,
+                actual: Version(99),
+            })
+        })
+    });
+    Repository::new(store).with_retry(RetryPolicy::attempts(10))
 }
 
 fn note() -> Result<Noted, std::convert::Infallible> {

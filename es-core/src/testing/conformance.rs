@@ -630,7 +630,7 @@ pub async fn repository_cache_catches_up<S: EventStore + Clone>(store: S) {
     assert!(cached.stats().cache_hits > 0);
 }
 
-/// Where a forced interleaving happens: right after this call of the wrapped store returns.
+/// Where a forced interleaving happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Hook {
     /// After the first `find_event` (the command id check) answered.
@@ -641,72 +641,22 @@ enum Hook {
 
 type Meanwhile = Box<dyn FnOnce() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
-/// A store that runs another writer's work once, at a chosen point of this writer's calls:
-/// races forced deterministically.
-struct Interleaved<S> {
-    inner: S,
-    hook: Hook,
-    meanwhile: std::sync::Mutex<Option<Meanwhile>>,
-}
-
-impl<S: EventStore> Interleaved<S> {
-    fn new(inner: S, hook: Hook, meanwhile: Meanwhile) -> Self {
-        Self { inner, hook, meanwhile: std::sync::Mutex::new(Some(meanwhile)) }
-    }
-
-    async fn run_meanwhile(&self, at: Hook) {
-        if at != self.hook {
-            return;
-        }
-        let work = self.meanwhile.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        if let Some(work) = work {
-            work().await;
-        }
-    }
-}
-
-impl<S: EventStore> EventStore for Interleaved<S> {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<Appended, StoreError> {
-        self.run_meanwhile(Hook::BeforeAppend).await;
-        self.inner.append(stream, expected, events).await
-    }
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: Version,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.read_stream(stream, from, limit).await
-    }
-    async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
-        self.inner.stream_version(stream).await
-    }
-    async fn read_all(
-        &self,
-        from: &Checkpoint,
-        filter: &ReadAllFilter,
-        limit: usize,
-    ) -> Result<crate::store::AllEventsPage, StoreError> {
-        self.inner.read_all(from, filter, limit).await
-    }
-    async fn head(&self) -> Result<Checkpoint, StoreError> {
-        self.inner.head().await
-    }
-    async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
-        let found = self.inner.find_event(event_id).await;
-        self.run_meanwhile(Hook::AfterFindEvent).await;
-        found
-    }
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        self.inner.save_snapshot(snapshot).await
-    }
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        self.inner.load_snapshot(stream).await
+/// `store`, running another writer's work once, at `at`: a race forced deterministically.
+fn interleaved<S: EventStore>(store: S, at: Hook, meanwhile: Meanwhile) -> super::Hooked<S> {
+    let once = std::sync::Arc::new(std::sync::Mutex::new(Some(meanwhile)));
+    let hook = move || -> std::pin::Pin<Box<dyn Future<Output = Option<StoreError>> + Send>> {
+        let work = once.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        Box::pin(async move {
+            if let Some(work) = work {
+                work().await;
+            }
+            None
+        })
+    };
+    let hooked = super::Hooked::new(store);
+    match at {
+        Hook::AfterFindEvent => hooked.after_find_event(hook),
+        Hook::BeforeAppend => hooked.before_append(hook),
     }
 }
 
@@ -745,7 +695,7 @@ pub async fn repository_command_id_races<S: EventStore + Clone>(store: S) {
                 })
             })
         };
-        let b = Repository::<Counter, _>::new(Interleaved::new(store.clone(), hook, meanwhile));
+        let b = Repository::<Counter, _>::new(interleaved(store.clone(), hook, meanwhile));
         // B's cache holds the state before the race, as a busy process's would.
         assert_eq!(b.load(&id).await.expect("load failed").version, Version(9));
         let outcome = b.execute_with(&id, options, decide).await;

@@ -12,7 +12,9 @@ use crate::aggregate::Aggregate;
 use crate::event::{CommandResult, EventSet, IntoEvents};
 use crate::record::RawEvent;
 
+mod hooked;
 mod projection;
+pub use self::hooked::{Hook, Hooked};
 pub use self::projection::{GivenProjection, GivenRecord, History, ProjectionScenario};
 
 /// The entry points of the harness, for every aggregate (`BankAccount::given(...)`).
