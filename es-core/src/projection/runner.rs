@@ -5,6 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use super::checkpoints::{CheckpointStoreError, CommitBatch, ProjectionIdentity, SavedCheckpoint};
@@ -12,7 +13,7 @@ use super::{DispatchError, Partition, Projection, fingerprint};
 use crate::decode::{DecodeError, DecodeErrorKind};
 use crate::record::{Position, StoredEvent, StreamId, Version};
 use crate::repository::RetryPolicy;
-use crate::store::{Checkpoint, CommitSignal, EventStore, StoreError, first_of};
+use crate::store::{AllEventsPage, Checkpoint, CommitSignal, EventStore, ReadAllFilter, StoreError, first_of};
 use crate::timer::sleep;
 
 /// How a runner reads, follows and reacts to failures.
@@ -381,6 +382,11 @@ impl Drop for RunGuard {
 /// With a [`CommitBatch`] that writes the read model and the checkpoint in one transaction
 /// (es-sqlite's `SqliteCheckpoints`), it is **exactly once**.
 ///
+/// While catching up, the runner reads the next page while the handlers and the commit of the
+/// page before run (a full page says that more is waiting): the store reads beside the batch's
+/// write. Handlers still see every event in the store's order, one batch after the other, and
+/// a stop or a failure drops the page read ahead unhandled, to be read again by the next run.
+///
 /// Following costs no busy poll: after a read that found nothing new, the runner waits for the
 /// store's [`commit_signal`](EventStore::commit_signal) (a commit in this process wakes it at
 /// once) or for [`ProjectionOptions::poll_interval`], whichever comes first. The worst-case
@@ -562,7 +568,6 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
     }
 
     async fn run_inner(&self) -> Result<(), ProjectionError> {
-        let store_error = |source| ProjectionError::Store { projection: P::NAME, source };
         let mut checkpoint = self.start_checkpoint().await?;
         self.shared.update(|p| {
             p.checkpoint = checkpoint.clone();
@@ -571,17 +576,17 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
         let (identity, filter) = (self.identity(), P::filter());
         let signal = self.store.commit_signal();
         let batch_size = self.options.batch_size.max(1);
+        // The page after the batch in hand, read while that batch was handled and committed.
+        let mut ahead: Option<Result<Read, ProjectionError>> = None;
         loop {
+            // A stop drops the page read ahead: its events are read again by the next run.
             if self.shared.stop.load(Ordering::Acquire) {
                 return Ok(());
             }
-            // Read before reading: a commit during the read then ends the wait at once.
-            let seen = signal.as_ref().map(CommitSignal::generation);
-            let stop_seen = self.shared.stopping.generation();
-            let page = self.store.read_all(&checkpoint, &filter, batch_size).await.map_err(store_error)?;
-            for record in page.events.iter().filter(|record| self.partition.owns(&record.stream)) {
-                self.deliver(record).await?;
-            }
+            let Read { page, seen, stop_seen } = match ahead.take() {
+                Some(read) => read?,
+                None => self.read(&checkpoint, &filter, batch_size, signal.as_ref()).await?,
+            };
             if page.next == checkpoint {
                 // Nothing new: wait for a commit, the poll interval, or a stop.
                 self.shared.update(|p| p.state = RunState::CaughtUp);
@@ -596,10 +601,25 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
                 continue;
             }
             let saved = SavedCheckpoint { identity: identity.clone(), checkpoint: page.next.clone() };
-            self.checkpoints
-                .commit(&self.projection, &saved)
-                .await
-                .map_err(|source| ProjectionError::Checkpoints { projection: P::NAME, source })?;
+            let batch = async {
+                self.handle_batch(&page.events).await?;
+                self.checkpoints
+                    .commit(&self.projection, &saved)
+                    .await
+                    .map_err(|source| ProjectionError::Checkpoints { projection: P::NAME, source })
+            };
+            if page.events.len() >= batch_size {
+                // A full page: more is waiting, most likely. Reading it does not depend on this
+                // batch, so it runs beside the handlers and the commit (the store reads on
+                // another connection while the batch's transaction writes). It is polled
+                // first, so that a store that reads on another thread starts before the
+                // handlers take this one.
+                let (next, done) = both(self.read(&page.next, &filter, batch_size, signal.as_ref()), batch).await;
+                done?;
+                ahead = Some(next);
+            } else {
+                batch.await?;
+            }
             checkpoint = page.next;
             self.shared.update(|p| {
                 p.checkpoint = checkpoint.clone();
@@ -608,39 +628,114 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
         }
     }
 
-    /// Hands one record to its handler, retrying with backoff; then stops or parks.
-    async fn deliver(&self, record: &StoredEvent) -> Result<(), ProjectionError> {
-        let retry = &self.options.retry;
-        let mut attempt = 1;
+    /// Reads the page after `from`, noting first the signals' generations: a commit or a stop
+    /// during the read then ends the wait that follows an empty page at once.
+    async fn read(
+        &self,
+        from: &Checkpoint,
+        filter: &ReadAllFilter,
+        batch_size: usize,
+        signal: Option<&CommitSignal>,
+    ) -> Result<Read, ProjectionError> {
+        let seen = signal.map(CommitSignal::generation);
+        let stop_seen = self.shared.stopping.generation();
+        let page = self
+            .store
+            .read_all(from, filter, batch_size)
+            .await
+            .map_err(|source| ProjectionError::Store { projection: P::NAME, source })?;
+        Ok(Read { page, seen, stop_seen })
+    }
+
+    /// Hands the records of a batch that this partition owns to their handlers, in order,
+    /// holding the projection's lock once for the run of records that succeed; a handler that
+    /// fails is retried with the lock released while it waits ([`Self::retry`]).
+    async fn handle_batch(&self, records: &[StoredEvent]) -> Result<(), ProjectionError> {
+        let mut owned = records.iter().filter(|record| self.partition.owns(&record.stream));
         loop {
-            let result = self.lock_projection().dispatch(record);
-            let error = match result {
-                Ok(_) => return Ok(()),
-                Err(DispatchError::Decode(source)) => {
-                    return Err(ProjectionError::Decode { projection: P::NAME, position: record.position, source });
-                }
-                Err(DispatchError::Handler(error)) => error,
-            };
-            if attempt < retry.max_attempts {
-                tracing::debug!(projection = P::NAME, attempt, error = %error, "handler failed; retrying");
-                sleep(retry.backoff(attempt)).await;
-                attempt += 1;
-                continue;
-            }
-            let event = FailedEvent::of(record);
-            return match self.options.on_failure {
-                OnFailure::Stop => {
-                    Err(ProjectionError::Handler { projection: P::NAME, event, attempts: attempt, source: error })
-                }
-                OnFailure::Park => {
-                    let message = chain(error.as_ref());
-                    tracing::warn!(projection = P::NAME, event = %event, error = %message, "event parked");
-                    self.shared.update(|p| p.parked.push(ParkedEvent { event, error: message, attempts: attempt }));
-                    Ok(())
+            let failed = {
+                let mut projection = self.lock_projection();
+                loop {
+                    let Some(record) = owned.next() else { break None };
+                    match projection.dispatch(record) {
+                        Ok(_) => {}
+                        Err(DispatchError::Handler(error)) => break Some((record, error)),
+                        Err(DispatchError::Decode(source)) => return Err(decode_error::<P>(record, source)),
+                    }
                 }
             };
+            let Some((record, error)) = failed else { return Ok(()) };
+            self.retry(record, error).await?;
         }
     }
+
+    /// Tries `record` again after its handler failed with `error`, with backoff; then stops
+    /// or parks it.
+    async fn retry(&self, record: &StoredEvent, mut error: super::HandlerError) -> Result<(), ProjectionError> {
+        let retry = &self.options.retry;
+        let mut attempt = 1;
+        while attempt < retry.max_attempts {
+            tracing::debug!(projection = P::NAME, attempt, error = %error, "handler failed; retrying");
+            sleep(retry.backoff(attempt)).await;
+            attempt += 1;
+            let result = self.lock_projection().dispatch(record);
+            error = match result {
+                Ok(_) => return Ok(()),
+                Err(DispatchError::Decode(source)) => return Err(decode_error::<P>(record, source)),
+                Err(DispatchError::Handler(error)) => error,
+            };
+        }
+        let event = FailedEvent::of(record);
+        match self.options.on_failure {
+            OnFailure::Stop => {
+                Err(ProjectionError::Handler { projection: P::NAME, event, attempts: attempt, source: error })
+            }
+            OnFailure::Park => {
+                let message = chain(error.as_ref());
+                tracing::warn!(projection = P::NAME, event = %event, error = %message, "event parked");
+                self.shared.update(|p| p.parked.push(ParkedEvent { event, error: message, attempts: attempt }));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A page of events, with the generations of the commit signal and of the stop signal taken
+/// before it was read.
+struct Read {
+    page: AllEventsPage,
+    seen: Option<u64>,
+    stop_seen: u64,
+}
+
+fn decode_error<P: Projection>(record: &StoredEvent, source: DecodeError) -> ProjectionError {
+    ProjectionError::Decode { projection: P::NAME, position: record.position, source }
+}
+
+/// Runs `a` and `b` together on the caller's task, to the end of both.
+async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    let (mut out_a, mut out_b) = (None, None);
+    std::future::poll_fn(|cx| {
+        if out_a.is_none()
+            && let Poll::Ready(out) = a.as_mut().poll(cx)
+        {
+            out_a = Some(out);
+        }
+        if out_b.is_none()
+            && let Poll::Ready(out) = b.as_mut().poll(cx)
+        {
+            out_b = Some(out);
+        }
+        match (out_a.take(), out_b.take()) {
+            (Some(a), Some(b)) => Poll::Ready((a, b)),
+            (a, b) => {
+                (out_a, out_b) = (a, b);
+                Poll::Pending
+            }
+        }
+    })
+    .await
 }
 
 /// An error's message with its causes, `: `-separated.
@@ -681,7 +776,9 @@ impl<P: Projection, S> fmt::Debug for ProjectionHandle<P, S> {
 }
 
 impl<P: Projection, S: EventStore> ProjectionHandle<P, S> {
-    /// Reads the read model (between batches' events: never half an event).
+    /// Reads the read model: between batches, never halfway through one (the runner holds it
+    /// while it hands a batch to the handlers, and while a failed handler is retried only
+    /// between the tries).
     pub fn read<T>(&self, read: impl FnOnce(&P) -> T) -> T {
         read(&self.projection.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
