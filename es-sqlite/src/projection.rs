@@ -48,14 +48,16 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS es_projection_checkpoints (
 pub struct SqliteCheckpoints<F> {
     store: SqliteStore,
     flush: Arc<F>,
-    synced: bool,
+    /// The writer's sync level to restore after a batch's commit that skips its own sync (WAL
+    /// mode, a level above NORMAL); `None`: every commit waits for the disk.
+    relaxed: Option<i64>,
 }
 
 impl<F> std::fmt::Debug for SqliteCheckpoints<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteCheckpoints")
             .field("store", &self.store)
-            .field("synced", &self.synced)
+            .field("synced", &self.relaxed.is_none())
             .finish_non_exhaustive()
     }
 }
@@ -82,7 +84,21 @@ impl<F> SqliteCheckpoints<F> {
                 Ok::<(), StoreError>(())
             })
             .await?;
-        Ok(Self { store, flush: Arc::new(flush), synced: false })
+        // Neither changes later: SQLite refuses both pragmas inside a transaction, and only
+        // these commits use the writer outside one (putting the level back).
+        let relaxed = store
+            .on_writer(|connection| {
+                let mode: String = connection
+                    .pragma_query_value(None, "journal_mode", |row| row.get(0))
+                    .context("cannot read the journal mode")?;
+                let level: i64 = connection
+                    .pragma_query_value(None, "synchronous", |row| row.get(0))
+                    .context("cannot read the sync level")?;
+                // 1 is NORMAL; 2 (FULL) and 3 (EXTRA) wait for the disk at each commit.
+                Ok::<_, StoreError>((mode.eq_ignore_ascii_case("wal") && level > 1).then_some(level))
+            })
+            .await?;
+        Ok(Self { store, flush: Arc::new(flush), relaxed })
     }
 
     /// The same checkpoints, with every batch's commit waiting for the disk as appends do: for
@@ -90,27 +106,19 @@ impl<F> SqliteCheckpoints<F> {
     /// handled again by the next run). See [Durability](SqliteCheckpoints#durability).
     #[must_use]
     pub fn synced(mut self) -> Self {
-        self.synced = true;
+        self.relaxed = None;
         self
     }
 }
 
-/// Runs `work` in a transaction on the writer that, in WAL mode, does not wait for the disk at
-/// its commit (`synchronous = NORMAL` for this one commit); the connection's own level is put
+/// Runs `work` in a transaction on the writer (in WAL mode) that does not wait for the disk at
+/// its commit (`synchronous = NORMAL` for this one commit); the connection's `level` is put
 /// back before it returns, also when `work` panics.
 fn commit_unsynced<T>(
     connection: &mut Connection,
+    level: i64,
     work: impl FnOnce(&Transaction<'_>) -> Result<T, Failed>,
 ) -> Result<T, Failed> {
-    let mode: String = connection
-        .pragma_query_value(None, "journal_mode", |row| row.get(0))
-        .context("cannot read the journal mode")?;
-    let level: i64 =
-        connection.pragma_query_value(None, "synchronous", |row| row.get(0)).context("cannot read the sync level")?;
-    // 1 is NORMAL; 2 (FULL) and 3 (EXTRA) wait for the disk at each commit in WAL mode.
-    if !mode.eq_ignore_ascii_case("wal") || level <= 1 {
-        return append::transaction(connection, work);
-    }
     connection.pragma_update(None, "synchronous", 1).context("cannot set the sync level")?;
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| append::transaction(connection, work)));
     let restored = connection.pragma_update(None, "synchronous", level).context("cannot restore the sync level");
@@ -173,10 +181,9 @@ where
             .context("cannot save a projection checkpoint")?;
             Ok::<(), Failed>(())
         };
-        let result = if self.synced {
-            self.store.transaction(batch).await
-        } else {
-            self.store.on_writer(move |connection| commit_unsynced(connection, batch)).await
+        let result = match self.relaxed {
+            None => self.store.transaction(batch).await,
+            Some(level) => self.store.on_writer(move |connection| commit_unsynced(connection, level, batch)).await,
         };
         result.map_err(|Failed(error)| error)
     }
@@ -239,6 +246,12 @@ mod tests {
             .unwrap();
         assert_eq!(batches, 2);
         let checkpoints = SqliteCheckpoints::new(store.clone(), flush).await.unwrap();
+        assert_eq!(CommitBatch::<bool>::load(&checkpoints, "p").await.unwrap(), Some(saved.clone()));
+
+        // An in-memory database has no log to defer to: its commits are plain transactions.
+        let memory = SqliteStore::open_in_memory().unwrap();
+        let checkpoints = SqliteCheckpoints::new(memory.clone(), flush).await.unwrap();
+        checkpoints.commit(&Arc::new(Mutex::new(false)), &saved).await.unwrap();
         assert_eq!(CommitBatch::<bool>::load(&checkpoints, "p").await.unwrap(), Some(saved));
     }
 }
