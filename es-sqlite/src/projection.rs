@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::{OptionalExtension, Transaction};
 
-use es_core::projection::{CheckpointStoreError, CommitBatch, HandlerError, ProjectionIdentity, SavedCheckpoint};
+use es_core::projection::{
+    CheckpointStoreError, CommitBatch, HandlerError, ProjectionIdentity, RebuildMarker, SavedCheckpoint,
+};
 use es_core::store::{Checkpoint, StoreError};
 
 use crate::error::Context;
@@ -15,8 +17,15 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS es_projection_checkpoints (
     name TEXT PRIMARY KEY NOT NULL,
     version INTEGER NOT NULL,
     fingerprint TEXT NOT NULL,
-    checkpoint TEXT NOT NULL
+    checkpoint TEXT NOT NULL,
+    rebuild TEXT
 )";
+
+/// Columns added after the table's first version, added to a table that lacks them.
+const ADDED_COLUMNS: [(&str, &str); 1] = [("rebuild", "ALTER TABLE es_projection_checkpoints ADD COLUMN rebuild TEXT")];
+
+/// Empties a read model's tables when a rebuild starts.
+type Reset = dyn Fn(&Transaction<'_>) -> Result<(), HandlerError> + Send + Sync;
 
 /// Keeps projection checkpoints in the store's own file (table `es_projection_checkpoints`) and
 /// commits each batch **exactly once**: `flush` writes what the batch's handlers kept in the
@@ -28,11 +37,15 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS es_projection_checkpoints (
 /// nor its checkpoint, and the next run starts again after the last committed batch: nothing
 /// is lost and nothing repeated. Start that run with a projection value holding no changes.
 ///
-/// A rebuild (a changed identity) starts from the first event but does not empty the read
-/// model's tables: do that in `flush` when the checkpoint is [`Checkpoint::START`].
+/// A rebuild (`ProjectionRunner::rebuild`, or a changed identity) starts from the first event:
+/// give the function that empties the read model's tables with
+/// [`with_reset`](SqliteCheckpoints::with_reset), and it runs in the transaction that stores the
+/// rebuild's first checkpoint. A crash then leaves either the old tables with the old
+/// checkpoint, or the emptied tables with the rebuild's marker, which the next run resumes.
 pub struct SqliteCheckpoints<F> {
     store: SqliteStore,
     flush: Arc<F>,
+    reset: Option<Arc<Reset>>,
 }
 
 impl<F> std::fmt::Debug for SqliteCheckpoints<F> {
@@ -60,29 +73,107 @@ impl<F> SqliteCheckpoints<F> {
         store
             .transaction(|tx| {
                 tx.execute_batch(CREATE).context("cannot create the projection checkpoint table")?;
+                for (column, add) in ADDED_COLUMNS {
+                    let present: bool = tx
+                        .query_row(
+                            "SELECT COUNT(*) > 0 FROM pragma_table_info('es_projection_checkpoints') WHERE name = ?1",
+                            [column],
+                            |row| row.get(0),
+                        )
+                        .context("cannot read the projection checkpoint table's columns")?;
+                    if !present {
+                        tx.execute_batch(add).context("cannot add a column to the projection checkpoint table")?;
+                    }
+                }
                 Ok::<(), StoreError>(())
             })
             .await?;
-        Ok(Self { store, flush: Arc::new(flush) })
+        Ok(Self { store, flush: Arc::new(flush), reset: None })
+    }
+
+    /// The same checkpoints, emptying the read model with `reset` when a rebuild starts, in
+    /// the transaction that stores the rebuild's first checkpoint (before `flush`, which then
+    /// writes what the fresh projection value holds: usually nothing).
+    ///
+    /// ```
+    /// # use es_sqlite::{SqliteCheckpoints, SqliteStore};
+    /// # use es_core::projection::HandlerError;
+    /// # async fn example(store: SqliteStore) -> Result<(), es_core::StoreError> {
+    /// # struct Balances;
+    /// let checkpoints = SqliteCheckpoints::new(store, |_tx: &rusqlite::Transaction<'_>, _balances: &mut Balances| Ok(()))
+    ///     .await?
+    ///     .with_reset(|tx| {
+    ///         tx.execute_batch("DELETE FROM balances; DELETE FROM transactions;")?;
+    ///         Ok(())
+    ///     });
+    /// # let _ = checkpoints;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_reset(
+        mut self,
+        reset: impl Fn(&Transaction<'_>) -> Result<(), HandlerError> + Send + Sync + 'static,
+    ) -> Self {
+        self.reset = Some(Arc::new(reset));
+        self
     }
 }
 
 fn read_saved(tx: &Transaction<'_>, name: &str) -> Result<Option<SavedCheckpoint>, Failed> {
-    let row: Option<(i64, String, String)> = tx
+    let row: Option<(i64, String, String, Option<String>)> = tx
         .query_row(
-            "SELECT version, fingerprint, checkpoint FROM es_projection_checkpoints WHERE name = ?1",
+            "SELECT version, fingerprint, checkpoint, rebuild FROM es_projection_checkpoints WHERE name = ?1",
             [name],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
         )
         .optional()
         .context("cannot read a projection checkpoint")?;
-    let Some((version, fingerprint, checkpoint)) = row else { return Ok(None) };
+    let Some((version, fingerprint, checkpoint, rebuild)) = row else { return Ok(None) };
     let version = u32::try_from(version)
         .map_err(|_| Failed(CheckpointStoreError::new(format!("projection `{name}` has version {version} stored"))))?;
     let checkpoint: Checkpoint = checkpoint.parse().map_err(|error| {
         Failed(CheckpointStoreError::because(format!("projection `{name}`'s stored checkpoint"), error))
     })?;
-    Ok(Some(SavedCheckpoint { identity: ProjectionIdentity::new(name, version, fingerprint), checkpoint }))
+    let rebuild: Option<RebuildMarker> =
+        rebuild.map(|text| serde_json::from_str(&text)).transpose().map_err(|error| {
+            Failed(CheckpointStoreError::because(format!("projection `{name}`'s stored rebuild"), error))
+        })?;
+    Ok(Some(SavedCheckpoint {
+        rebuild,
+        ..SavedCheckpoint::new(ProjectionIdentity::new(name, version, fingerprint), checkpoint)
+    }))
+}
+
+/// Writes the batch through `flush`, then `saved`, in `tx`.
+fn write_batch<P, F>(tx: &Transaction<'_>, flush: &F, projection: &mut P, saved: &SavedCheckpoint) -> Result<(), Failed>
+where
+    F: Fn(&Transaction<'_>, &mut P) -> Result<(), HandlerError>,
+{
+    flush(tx, projection).map_err(|error| {
+        let message = format!("writing the batch of projection `{}` failed", saved.identity.name);
+        Failed(CheckpointStoreError::because(message, error))
+    })?;
+    let rebuild = saved
+        .rebuild
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|error| Failed(CheckpointStoreError::because("cannot write a rebuild marker", error)))?;
+    tx.execute(
+        "INSERT INTO es_projection_checkpoints (name, version, fingerprint, checkpoint, rebuild) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (name) DO UPDATE SET version = excluded.version, fingerprint = excluded.fingerprint,
+         checkpoint = excluded.checkpoint, rebuild = excluded.rebuild",
+        rusqlite::params![
+            saved.identity.name,
+            i64::from(saved.identity.version),
+            saved.identity.fingerprint,
+            saved.checkpoint.to_string(),
+            rebuild
+        ],
+    )
+    .context("cannot save a projection checkpoint")?;
+    Ok(())
 }
 
 impl<P, F> CommitBatch<P> for SqliteCheckpoints<F>
@@ -100,23 +191,31 @@ where
         self.store
             .transaction(move |tx| {
                 let mut projection = projection.lock().unwrap_or_else(PoisonError::into_inner);
-                flush(tx, &mut projection).map_err(|error| {
-                    let message = format!("writing the batch of projection `{}` failed", saved.identity.name);
-                    Failed(CheckpointStoreError::because(message, error))
-                })?;
-                tx.execute(
-                    "INSERT INTO es_projection_checkpoints (name, version, fingerprint, checkpoint) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (name) DO UPDATE SET version = excluded.version, fingerprint = excluded.fingerprint,
-                     checkpoint = excluded.checkpoint",
-                    rusqlite::params![
-                        saved.identity.name,
-                        i64::from(saved.identity.version),
-                        saved.identity.fingerprint,
-                        saved.checkpoint.to_string()
-                    ],
-                )
-                .context("cannot save a projection checkpoint")?;
-                Ok::<(), Failed>(())
+                write_batch(tx, flush.as_ref(), &mut projection, &saved)
+            })
+            .await
+            .map_err(|Failed(error)| error)
+    }
+
+    async fn reset(&self, projection: &Arc<Mutex<P>>, saved: &SavedCheckpoint) -> Result<(), CheckpointStoreError> {
+        let (projection, flush, saved) = (Arc::clone(projection), Arc::clone(&self.flush), saved.clone());
+        let reset = self.reset.clone();
+        if reset.is_none() {
+            tracing::warn!(
+                projection = %saved.identity.name,
+                "rebuilding without `SqliteCheckpoints::with_reset`: the read model's tables keep their rows"
+            );
+        }
+        self.store
+            .transaction(move |tx| {
+                if let Some(reset) = &reset {
+                    reset(tx).map_err(|error| {
+                        let message = format!("emptying the read model of projection `{}` failed", saved.identity.name);
+                        Failed(CheckpointStoreError::because(message, error))
+                    })?;
+                }
+                let mut projection = projection.lock().unwrap_or_else(PoisonError::into_inner);
+                write_batch(tx, flush.as_ref(), &mut projection, &saved)
             })
             .await
             .map_err(|Failed(error)| error)

@@ -22,6 +22,7 @@
 
 mod checkpoints;
 mod partition;
+mod rebuild;
 mod runner;
 
 use std::fmt;
@@ -32,9 +33,11 @@ use crate::record::{Envelope, StoredEvent};
 use crate::store::ReadAllFilter;
 
 pub use self::checkpoints::{
-    CheckpointStore, CheckpointStoreError, CommitBatch, InMemoryCheckpointStore, ProjectionIdentity, SavedCheckpoint,
+    CheckpointStore, CheckpointStoreError, CommitBatch, InMemoryCheckpointStore, ProjectionIdentity, RebuildMarker,
+    SavedCheckpoint,
 };
 pub use self::partition::{InvalidPartition, Partition};
+pub use self::rebuild::{RebuildProgress, is_replay};
 pub use self::runner::{
     FailedEvent, IdentityChange, OnFailure, ParkedEvent, ProjectionError, ProjectionHandle, ProjectionOptions,
     ProjectionRunner, ProjectionStatus, Rebuilt, RunState, WaitError,

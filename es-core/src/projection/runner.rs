@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::checkpoints::{CheckpointStoreError, CommitBatch, ProjectionIdentity, SavedCheckpoint};
+use super::rebuild::{RebuildProgress, RebuildState, replaying};
 use super::{DispatchError, Partition, Projection, fingerprint};
 use crate::decode::{DecodeError, DecodeErrorKind};
 use crate::record::{Position, StoredEvent, StreamId, Version};
@@ -221,6 +222,15 @@ pub enum Rebuilt {
         /// The count this runner was started with.
         current: u32,
     },
+    /// [`ProjectionRunner::rebuild`] asked for it.
+    Requested,
+    /// A rebuild stopped before it was done (a crash, a stop) was taken up where it was.
+    Resumed {
+        /// Events replayed before this run.
+        done: u64,
+        /// Events to replay in all.
+        total: u64,
+    },
 }
 
 /// Where a runner is.
@@ -265,6 +275,8 @@ pub struct ProjectionStatus {
     pub lag_capped: bool,
     /// Events set aside under [`OnFailure::Park`].
     pub parked: usize,
+    /// The last progress of a rebuild, if one ran in this run.
+    pub rebuild: Option<RebuildProgress>,
 }
 
 impl ProjectionStatus {
@@ -321,14 +333,15 @@ pub enum WaitError {
     Store(#[source] StoreError),
 }
 
-struct Progress {
+pub(super) struct Progress {
     checkpoint: Checkpoint,
     state: RunState,
     parked: Vec<ParkedEvent>,
-    rebuilt: Option<Rebuilt>,
+    pub(super) rebuilt: Option<Rebuilt>,
+    pub(super) rebuild: Option<RebuildProgress>,
 }
 
-struct Shared {
+pub(super) struct Shared {
     progress: Mutex<Progress>,
     /// Fired on every change of `progress`.
     changed: CommitSignal,
@@ -343,7 +356,7 @@ impl Shared {
         self.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn update(&self, change: impl FnOnce(&mut Progress)) {
+    pub(super) fn update(&self, change: impl FnOnce(&mut Progress)) {
         change(&mut self.lock());
         self.changed.notify();
     }
@@ -387,12 +400,13 @@ impl Drop for RunGuard {
 /// delay before it sees a committed event is therefore one read for commits made in this
 /// process through a store with a signal, and `poll_interval` plus one read otherwise.
 pub struct ProjectionRunner<P: Projection, S: EventStore, C: CommitBatch<P>> {
-    projection: Arc<Mutex<P>>,
-    store: Arc<S>,
-    checkpoints: C,
-    options: ProjectionOptions,
-    partition: Partition,
-    shared: Arc<Shared>,
+    pub(super) projection: Arc<Mutex<P>>,
+    pub(super) store: Arc<S>,
+    pub(super) checkpoints: C,
+    pub(super) options: ProjectionOptions,
+    pub(super) partition: Partition,
+    pub(super) shared: Arc<Shared>,
+    pub(super) rebuild_state: RebuildState,
 }
 
 impl<P: Projection, S: EventStore, C: CommitBatch<P>> fmt::Debug for ProjectionRunner<P, S, C> {
@@ -416,6 +430,7 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
                 state: RunState::NotStarted,
                 parked: Vec::new(),
                 rebuilt: None,
+                rebuild: None,
             }),
             changed: CommitSignal::new(),
             stop: AtomicBool::new(false),
@@ -428,6 +443,7 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
             options: ProjectionOptions::default(),
             partition: Partition::WHOLE,
             shared,
+            rebuild_state: RebuildState::default(),
         }
     }
 
@@ -509,6 +525,13 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
         let checkpoints_error = |source| ProjectionError::Checkpoints { projection: P::NAME, source };
         let identity = self.identity();
         let own = self.checkpoints.load(&identity.name).await.map_err(checkpoints_error)?;
+        if self.rebuild_state.requested {
+            let replay_until = own.map_or(Checkpoint::START, |saved| match saved.rebuild {
+                Some(marker) => marker.replay_until.max(saved.checkpoint),
+                None => saved.checkpoint,
+            });
+            return self.begin_rebuild(identity, replay_until, Rebuilt::Requested).await;
+        }
         // Partition 0's checkpoint (the unpartitioned one) tells which layout the read model
         // was built with: every partition checks it, so none resumes into a mixed layout.
         let first = if self.partition.index() == 0 {
@@ -524,19 +547,21 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
                 .then_some(stored)
         };
         let other_layout = own.as_ref().and_then(layout_of).or_else(|| first.as_ref().and_then(layout_of));
-        let change = match (other_layout, own) {
-            (Some(stored), _) => Rebuilt::PartitionsChanged { stored, current },
+        let replay_until = own.as_ref().map_or(Checkpoint::START, |saved| saved.checkpoint.clone());
+        let (change, refusal) = match (other_layout, own) {
+            (Some(stored), _) => (
+                Rebuilt::PartitionsChanged { stored, current },
+                ProjectionError::PartitionsChanged { projection: P::NAME, stored, current },
+            ),
             (None, None) => return Ok(Checkpoint::START),
-            (None, Some(saved)) if saved.identity == identity => return Ok(saved.checkpoint),
-            (None, Some(saved)) => Rebuilt::IdentityChanged { stored: saved.identity, current: identity.clone() },
+            (None, Some(saved)) if saved.identity == identity => return Ok(self.resume(saved)),
+            (None, Some(saved)) => (
+                Rebuilt::IdentityChanged { stored: saved.identity.clone(), current: identity.clone() },
+                ProjectionError::IdentityChanged { stored: saved.identity, current: identity.clone() },
+            ),
         };
         match self.options.on_identity_change {
-            IdentityChange::Refuse => Err(match change {
-                Rebuilt::IdentityChanged { stored, current } => ProjectionError::IdentityChanged { stored, current },
-                Rebuilt::PartitionsChanged { stored, current } => {
-                    ProjectionError::PartitionsChanged { projection: P::NAME, stored, current }
-                }
-            }),
+            IdentityChange::Refuse => Err(refusal),
             IdentityChange::Rebuild => {
                 match &change {
                     Rebuilt::IdentityChanged { stored, current } => tracing::warn!(
@@ -552,11 +577,9 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
                         partitions = current,
                         "the partition count changed: rebuilding from the first event"
                     ),
+                    Rebuilt::Requested | Rebuilt::Resumed { .. } => {}
                 }
-                let fresh = SavedCheckpoint { identity, checkpoint: Checkpoint::START };
-                self.checkpoints.commit(&self.projection, &fresh).await.map_err(checkpoints_error)?;
-                self.shared.update(|p| p.rebuilt = Some(change));
-                Ok(Checkpoint::START)
+                self.begin_rebuild(identity, replay_until, change).await
             }
         }
     }
@@ -579,8 +602,8 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
             let seen = signal.as_ref().map(CommitSignal::generation);
             let stop_seen = self.shared.stopping.generation();
             let page = self.store.read_all(&checkpoint, &filter, batch_size).await.map_err(store_error)?;
-            for record in page.events.iter().filter(|record| self.partition.owns(&record.stream)) {
-                self.deliver(record).await?;
+            for (record, after) in page.iter().filter(|(record, _)| self.partition.owns(&record.stream)) {
+                self.deliver(record, self.rebuild_state.is_replay(after)).await?;
             }
             if page.next == checkpoint {
                 // Nothing new: wait for a commit, the poll interval, or a stop.
@@ -595,11 +618,12 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
                 first_of(first_of(commit, stop), sleep(self.options.poll_interval)).await;
                 continue;
             }
-            let saved = SavedCheckpoint { identity: identity.clone(), checkpoint: page.next.clone() };
+            let saved = self.rebuild_state.saved_after(&identity, &page, self.partition);
             self.checkpoints
                 .commit(&self.projection, &saved)
                 .await
                 .map_err(|source| ProjectionError::Checkpoints { projection: P::NAME, source })?;
+            self.rebuild_committed(&saved);
             checkpoint = page.next;
             self.shared.update(|p| {
                 p.checkpoint = checkpoint.clone();
@@ -608,12 +632,13 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
         }
     }
 
-    /// Hands one record to its handler, retrying with backoff; then stops or parks.
-    async fn deliver(&self, record: &StoredEvent) -> Result<(), ProjectionError> {
+    /// Hands one record to its handler (`replay`: what [`is_replay`](super::is_replay) tells
+    /// it), retrying with backoff; then stops or parks.
+    async fn deliver(&self, record: &StoredEvent, replay: bool) -> Result<(), ProjectionError> {
         let retry = &self.options.retry;
         let mut attempt = 1;
         loop {
-            let result = self.lock_projection().dispatch(record);
+            let result = replaying(replay, || self.lock_projection().dispatch(record));
             let error = match result {
                 Ok(_) => return Ok(()),
                 Err(DispatchError::Decode(source)) => {
@@ -710,6 +735,13 @@ impl<P: Projection, S: EventStore> ProjectionHandle<P, S> {
         self.shared.lock().rebuilt.clone()
     }
 
+    /// How far the rebuild of this run is ([`ProjectionRunner::rebuild`]), if one ran: the
+    /// last progress reported, [`finished`](RebuildProgress::finished) once it is done.
+    #[must_use]
+    pub fn rebuild_progress(&self) -> Option<RebuildProgress> {
+        self.shared.lock().rebuild.clone()
+    }
+
     /// The partition it runs.
     #[must_use]
     pub fn partition(&self) -> Partition {
@@ -727,9 +759,9 @@ impl<P: Projection, S: EventStore> ProjectionHandle<P, S> {
     /// # Errors
     /// The store's errors reading its head or the pending events.
     pub async fn status(&self) -> Result<ProjectionStatus, StoreError> {
-        let (state, checkpoint, parked) = {
+        let (state, checkpoint, parked, rebuild) = {
             let progress = self.shared.lock();
-            (progress.state.clone(), progress.checkpoint.clone(), progress.parked.len())
+            (progress.state.clone(), progress.checkpoint.clone(), progress.parked.len(), progress.rebuild.clone())
         };
         let head = self.store.head().await?;
         let pending = self.store.read_all(&checkpoint, &P::filter(), ProjectionStatus::LAG_LIMIT).await?;
@@ -742,6 +774,7 @@ impl<P: Projection, S: EventStore> ProjectionHandle<P, S> {
             lag: lag as u64,
             lag_capped: pending.events.len() >= ProjectionStatus::LAG_LIMIT,
             parked,
+            rebuild,
         })
     }
 
