@@ -21,6 +21,7 @@
 //! position applied beside the data, and skip what is not after it.
 
 mod checkpoints;
+pub mod metrics;
 mod partition;
 mod rebuild;
 mod runner;

@@ -337,6 +337,7 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
                 "rebuild finished"
             );
         }
+        self.shared.metrics(P::NAME, self.partition).lag(progress.total.saturating_sub(progress.done));
         if let Some(on_progress) = &self.rebuild_state.on_progress {
             on_progress(&progress);
         }

@@ -4,10 +4,13 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+
 use super::checkpoints::{CheckpointStoreError, CommitBatch, ProjectionIdentity, SavedCheckpoint};
+use super::metrics::{RunnerMetrics, batch_span};
 use super::rebuild::{RebuildProgress, RebuildState, replaying};
 use super::{DispatchError, Partition, Projection, fingerprint};
 use crate::decode::{DecodeError, DecodeErrorKind};
@@ -348,6 +351,8 @@ pub(super) struct Shared {
     stop: AtomicBool,
     /// Fired by `stop`.
     stopping: CommitSignal,
+    /// Registered on first use, with the partition then set.
+    metrics: OnceLock<RunnerMetrics>,
 }
 
 impl Shared {
@@ -359,6 +364,10 @@ impl Shared {
     pub(super) fn update(&self, change: impl FnOnce(&mut Progress)) {
         change(&mut self.lock());
         self.changed.notify();
+    }
+
+    pub(super) fn metrics(&self, projection: &'static str, partition: Partition) -> &RunnerMetrics {
+        self.metrics.get_or_init(|| RunnerMetrics::new(projection, partition))
     }
 }
 
@@ -435,6 +444,7 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
             changed: CommitSignal::new(),
             stop: AtomicBool::new(false),
             stopping: CommitSignal::new(),
+            metrics: OnceLock::new(),
         });
         Self {
             projection: Arc::new(Mutex::new(projection)),
@@ -513,6 +523,10 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
             drop(guard);
             outcome
         }
+    }
+
+    fn metrics(&self) -> &RunnerMetrics {
+        self.shared.metrics(P::NAME, self.partition)
     }
 
     fn lock_projection(&self) -> MutexGuard<'_, P> {
@@ -602,12 +616,14 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
             let seen = signal.as_ref().map(CommitSignal::generation);
             let stop_seen = self.shared.stopping.generation();
             let page = self.store.read_all(&checkpoint, &filter, batch_size).await.map_err(store_error)?;
+            let span = batch_span(P::NAME, self.partition, &page);
             for (record, after) in page.iter().filter(|(record, _)| self.partition.owns(&record.stream)) {
-                self.deliver(record, self.rebuild_state.is_replay(after)).await?;
+                self.deliver(record, self.rebuild_state.is_replay(after)).instrument(span.clone()).await?;
             }
             if page.next == checkpoint {
                 // Nothing new: wait for a commit, the poll interval, or a stop.
                 self.shared.update(|p| p.state = RunState::CaughtUp);
+                self.metrics().lag(0);
                 let commit = async {
                     match (&signal, seen) {
                         (Some(signal), Some(seen)) => signal.changed(seen).await,
@@ -621,8 +637,10 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
             let saved = self.rebuild_state.saved_after(&identity, &page, self.partition);
             self.checkpoints
                 .commit(&self.projection, &saved)
+                .instrument(span)
                 .await
                 .map_err(|source| ProjectionError::Checkpoints { projection: P::NAME, source })?;
+            self.metrics().batches.increment(1);
             self.rebuild_committed(&saved);
             checkpoint = page.next;
             self.shared.update(|p| {
@@ -640,13 +658,18 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
         loop {
             let result = replaying(replay, || self.lock_projection().dispatch(record));
             let error = match result {
-                Ok(_) => return Ok(()),
+                Ok(handled) => {
+                    self.metrics().handled.increment(u64::from(handled));
+                    return Ok(());
+                }
                 Err(DispatchError::Decode(source)) => {
                     return Err(ProjectionError::Decode { projection: P::NAME, position: record.position, source });
                 }
                 Err(DispatchError::Handler(error)) => error,
             };
+            self.metrics().failures.increment(1);
             if attempt < retry.max_attempts {
+                self.metrics().retries.increment(1);
                 tracing::debug!(projection = P::NAME, attempt, error = %error, "handler failed; retrying");
                 sleep(retry.backoff(attempt)).await;
                 attempt += 1;
@@ -660,6 +683,7 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
                 OnFailure::Park => {
                     let message = chain(error.as_ref());
                     tracing::warn!(projection = P::NAME, event = %event, error = %message, "event parked");
+                    self.metrics().parked.increment(1);
                     self.shared.update(|p| p.parked.push(ParkedEvent { event, error: message, attempts: attempt }));
                     Ok(())
                 }
@@ -766,6 +790,7 @@ impl<P: Projection, S: EventStore> ProjectionHandle<P, S> {
         let head = self.store.head().await?;
         let pending = self.store.read_all(&checkpoint, &P::filter(), ProjectionStatus::LAG_LIMIT).await?;
         let lag = pending.events.iter().filter(|record| self.partition.owns(&record.stream)).count();
+        self.shared.metrics(P::NAME, self.partition).lag(lag as u64);
         Ok(ProjectionStatus {
             name: P::NAME,
             state,
