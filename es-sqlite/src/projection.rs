@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rusqlite::{OptionalExtension, Transaction};
 
 use es_core::projection::{
-    CheckpointStoreError, CommitBatch, HandlerError, ProjectionIdentity, RebuildMarker, SavedCheckpoint,
+    CheckpointStoreError, CommitBatch, HandlerError, ParkedEvent, ProjectionIdentity, RebuildMarker, SavedCheckpoint,
 };
 use es_core::store::{Checkpoint, StoreError};
 
@@ -18,11 +18,15 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS es_projection_checkpoints (
     version INTEGER NOT NULL,
     fingerprint TEXT NOT NULL,
     checkpoint TEXT NOT NULL,
-    rebuild TEXT
+    rebuild TEXT,
+    parked TEXT
 )";
 
 /// Columns added after the table's first version, added to a table that lacks them.
-const ADDED_COLUMNS: [(&str, &str); 1] = [("rebuild", "ALTER TABLE es_projection_checkpoints ADD COLUMN rebuild TEXT")];
+const ADDED_COLUMNS: [(&str, &str); 2] = [
+    ("rebuild", "ALTER TABLE es_projection_checkpoints ADD COLUMN rebuild TEXT"),
+    ("parked", "ALTER TABLE es_projection_checkpoints ADD COLUMN parked TEXT"),
+];
 
 /// Empties a read model's tables when a rebuild starts.
 type Reset = dyn Fn(&Transaction<'_>) -> Result<(), HandlerError> + Send + Sync;
@@ -121,15 +125,16 @@ impl<F> SqliteCheckpoints<F> {
 }
 
 fn read_saved(tx: &Transaction<'_>, name: &str) -> Result<Option<SavedCheckpoint>, Failed> {
-    let row: Option<(i64, String, String, Option<String>)> = tx
+    type Row = (i64, String, String, Option<String>, Option<String>);
+    let row: Option<Row> = tx
         .query_row(
-            "SELECT version, fingerprint, checkpoint, rebuild FROM es_projection_checkpoints WHERE name = ?1",
+            "SELECT version, fingerprint, checkpoint, rebuild, parked FROM es_projection_checkpoints WHERE name = ?1",
             [name],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
         )
         .optional()
         .context("cannot read a projection checkpoint")?;
-    let Some((version, fingerprint, checkpoint, rebuild)) = row else { return Ok(None) };
+    let Some((version, fingerprint, checkpoint, rebuild, parked)) = row else { return Ok(None) };
     let version = u32::try_from(version)
         .map_err(|_| Failed(CheckpointStoreError::new(format!("projection `{name}` has version {version} stored"))))?;
     let checkpoint: Checkpoint = checkpoint.parse().map_err(|error| {
@@ -139,10 +144,15 @@ fn read_saved(tx: &Transaction<'_>, name: &str) -> Result<Option<SavedCheckpoint
         rebuild.map(|text| serde_json::from_str(&text)).transpose().map_err(|error| {
             Failed(CheckpointStoreError::because(format!("projection `{name}`'s stored rebuild"), error))
         })?;
-    Ok(Some(SavedCheckpoint {
-        rebuild,
-        ..SavedCheckpoint::new(ProjectionIdentity::new(name, version, fingerprint), checkpoint)
-    }))
+    let parked: Vec<ParkedEvent> = parked
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|error| {
+            Failed(CheckpointStoreError::because(format!("projection `{name}`'s stored parked events"), error))
+        })?
+        .unwrap_or_default();
+    let identity = ProjectionIdentity::new(name, version, fingerprint);
+    Ok(Some(SavedCheckpoint { rebuild, parked, ..SavedCheckpoint::new(identity, checkpoint) }))
 }
 
 /// Writes the batch through `flush`, then `saved`, in `tx`.
@@ -154,22 +164,22 @@ where
         let message = format!("writing the batch of projection `{}` failed", saved.identity.name);
         Failed(CheckpointStoreError::because(message, error))
     })?;
-    let rebuild = saved
-        .rebuild
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|error| Failed(CheckpointStoreError::because("cannot write a rebuild marker", error)))?;
+    let unwritable = |error| Failed(CheckpointStoreError::because("cannot write a projection checkpoint", error));
+    let rebuild = saved.rebuild.as_ref().map(serde_json::to_string).transpose().map_err(unwritable)?;
+    let parked =
+        (!saved.parked.is_empty()).then(|| serde_json::to_string(&saved.parked)).transpose().map_err(unwritable)?;
     tx.execute(
-        "INSERT INTO es_projection_checkpoints (name, version, fingerprint, checkpoint, rebuild) VALUES (?1, ?2, ?3, ?4, ?5)
+        "INSERT INTO es_projection_checkpoints (name, version, fingerprint, checkpoint, rebuild, parked)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (name) DO UPDATE SET version = excluded.version, fingerprint = excluded.fingerprint,
-         checkpoint = excluded.checkpoint, rebuild = excluded.rebuild",
+         checkpoint = excluded.checkpoint, rebuild = excluded.rebuild, parked = excluded.parked",
         rusqlite::params![
             saved.identity.name,
             i64::from(saved.identity.version),
             saved.identity.fingerprint,
             saved.checkpoint.to_string(),
-            rebuild
+            rebuild,
+            parked
         ],
     )
     .context("cannot save a projection checkpoint")?;

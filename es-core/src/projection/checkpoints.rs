@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
+use super::ParkedEvent;
 use crate::store::Checkpoint;
 
 /// What a stored checkpoint belongs to: a projection's name, its version and the fingerprint
@@ -47,13 +48,17 @@ pub struct SavedCheckpoint {
     /// model from before the reset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebuild: Option<RebuildMarker>,
+    /// Events set aside under [`OnFailure::Park`](super::OnFailure::Park), kept until they
+    /// are retried or discarded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parked: Vec<ParkedEvent>,
 }
 
 impl SavedCheckpoint {
     /// A checkpoint of `identity` with no rebuild under way.
     #[must_use]
     pub fn new(identity: ProjectionIdentity, checkpoint: Checkpoint) -> Self {
-        Self { identity, checkpoint, rebuild: None }
+        Self { identity, checkpoint, rebuild: None, parked: Vec::new() }
     }
 
     /// Whether this is the first checkpoint of a rebuild (at [`Checkpoint::START`]): the read
@@ -91,7 +96,8 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// Whatever the storage reports.
     fn load(&self, name: &str) -> impl Future<Output = Result<Option<SavedCheckpoint>, CheckpointStoreError>> + Send;
 
-    /// Stores `saved`, replacing what was stored under its name.
+    /// Stores `saved` (all of it: the rebuild marker and the parked events too), replacing
+    /// what was stored under its name.
     ///
     /// # Errors
     /// Whatever the storage reports.
@@ -106,6 +112,10 @@ pub trait CheckpointStore: Send + Sync + 'static {
 /// to write the batch's changes (kept by the projection until then) and the checkpoint in one
 /// transaction (**exactly once**: a crash, or a handler that fails mid-batch, leaves neither),
 /// as es-sqlite's `SqliteCheckpoints` does.
+///
+/// Whatever `commit` and `reset` are given, `load` returns: the checkpoint, its identity, the
+/// [`RebuildMarker`] of a rebuild under way and the parked events, all of [`SavedCheckpoint`]
+/// (a store that keeps it as JSON with serde keeps it whole).
 pub trait CommitBatch<P>: Send + Sync + 'static {
     /// The checkpoint stored for the projection named `name`, if any.
     ///

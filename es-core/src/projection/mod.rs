@@ -22,6 +22,7 @@
 
 mod checkpoints;
 pub mod metrics;
+mod parked;
 mod partition;
 mod rebuild;
 mod runner;
@@ -37,6 +38,7 @@ pub use self::checkpoints::{
     CheckpointStore, CheckpointStoreError, CommitBatch, InMemoryCheckpointStore, ProjectionIdentity, RebuildMarker,
     SavedCheckpoint,
 };
+pub use self::parked::ParkedRequestError;
 pub use self::partition::{InvalidPartition, Partition};
 pub use self::rebuild::{RebuildProgress, is_replay};
 pub use self::runner::{

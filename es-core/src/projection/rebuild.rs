@@ -156,24 +156,18 @@ impl RebuildState {
         self.active().as_ref().is_some_and(|active| *after <= active.marker.replay_until)
     }
 
-    /// The checkpoint to commit after `page`: with the marker and its progress while the
-    /// rebuild runs, without it once the page reaches the target.
-    pub(super) fn saved_after(
-        &self,
-        identity: &ProjectionIdentity,
-        page: &AllEventsPage,
-        partition: Partition,
-    ) -> SavedCheckpoint {
-        let mut saved = SavedCheckpoint::new(identity.clone(), page.next.clone());
-        if let Some(active) = self.active().as_ref() {
-            let target = &active.marker.target;
-            if page.next < *target {
-                let handled = page.iter().filter(|(record, after)| *after <= target && partition.owns(&record.stream));
-                let done = active.marker.done + handled.count() as u64;
-                saved.rebuild = Some(RebuildMarker { done: done.min(active.marker.total), ..active.marker.clone() });
-            }
+    /// The marker to commit after `page` (`None`: the page is the checkpoint): with its
+    /// progress while the rebuild runs, none once the page reaches the target.
+    fn marker_after(&self, page: Option<&AllEventsPage>, partition: Partition) -> Option<RebuildMarker> {
+        let active = self.active();
+        let marker = &active.as_ref()?.marker;
+        let Some(page) = page else { return Some(marker.clone()) };
+        if page.next >= marker.target {
+            return None;
         }
-        saved
+        let handled = page.iter().filter(|(record, after)| *after <= &marker.target && partition.owns(&record.stream));
+        let done = marker.done + handled.count() as u64;
+        Some(RebuildMarker { done: done.min(marker.total), ..marker.clone() })
     }
 
     /// Takes in the committed `saved`, and says how far the rebuild is (`None`: no rebuild).
@@ -303,13 +297,42 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
             .await
             .map_err(|source| ProjectionError::Checkpoints { projection: P::NAME, source })?;
         self.rebuild_state.start(marker);
-        self.shared.update(|p| p.rebuilt = Some(reason));
+        self.shared.update(|p| {
+            p.rebuilt = Some(reason);
+            // Every event is handled again: the parked ones too.
+            p.parked.clear();
+        });
         self.rebuild_committed(&saved);
         Ok(Checkpoint::START)
     }
 
-    /// Picks up the rebuild `saved` records, if any, and returns where to read from.
+    /// The checkpoint to commit after `page` (at `checkpoint` when `None`), with the rebuild's
+    /// marker and the parked events.
+    pub(super) fn saved_after(&self, identity: &ProjectionIdentity, page: &AllEventsPage) -> SavedCheckpoint {
+        self.saved_at(identity, &page.next, Some(page))
+    }
+
+    /// The checkpoint to commit at `checkpoint`, after `page` if the batch read one.
+    pub(super) fn saved_at(
+        &self,
+        identity: &ProjectionIdentity,
+        checkpoint: &Checkpoint,
+        page: Option<&AllEventsPage>,
+    ) -> SavedCheckpoint {
+        SavedCheckpoint {
+            rebuild: self.rebuild_state.marker_after(page, self.partition),
+            parked: self.shared.lock().parked.clone(),
+            ..SavedCheckpoint::new(identity.clone(), checkpoint.clone())
+        }
+    }
+
+    /// Picks up the rebuild `saved` records, if any, and the parked events, and returns where
+    /// to read from.
     pub(super) fn resume(&self, saved: SavedCheckpoint) -> Checkpoint {
+        if !saved.parked.is_empty() {
+            tracing::warn!(projection = P::NAME, partition = %self.partition, parked = saved.parked.len(), "parked events are waiting");
+            self.shared.update(|p| p.parked = saved.parked);
+        }
         if let Some(marker) = saved.rebuild {
             tracing::info!(
                 projection = P::NAME,

@@ -7,10 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use tracing::Instrument;
+use uuid::Uuid;
 
 use super::checkpoints::{CheckpointStoreError, CommitBatch, ProjectionIdentity, SavedCheckpoint};
 use super::metrics::{RunnerMetrics, batch_span};
+use super::parked::ParkedRequests;
 use super::rebuild::{RebuildProgress, RebuildState, replaying};
 use super::{DispatchError, Partition, Projection, fingerprint};
 use crate::decode::{DecodeError, DecodeErrorKind};
@@ -61,6 +64,8 @@ pub enum OnFailure {
     /// checkpoint stays before the batch of that event.
     Stop,
     /// Set the event aside ([`ProjectionHandle::parked`], and a traced warning) and go on.
+    /// Parked events are stored with the checkpoint, so a restart still lists them, until
+    /// [`ProjectionHandle::retry_parked`] or [`ProjectionHandle::discard_parked`].
     Park,
 }
 
@@ -76,10 +81,12 @@ pub enum IdentityChange {
 }
 
 /// The event a handler failed on: where it is and what it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailedEvent {
     /// Its place in the store's order.
     pub position: Position,
+    /// Its id (how a parked event is found again).
+    pub event_id: Uuid,
     /// Its stream.
     pub stream: StreamId,
     /// Its version within the stream.
@@ -94,6 +101,7 @@ impl FailedEvent {
     fn of(record: &StoredEvent) -> Self {
         Self {
             position: record.position,
+            event_id: record.event_id,
             stream: record.stream.clone(),
             stream_version: record.stream_version,
             event_type: record.event.event_type.clone(),
@@ -116,8 +124,10 @@ impl fmt::Display for FailedEvent {
     }
 }
 
-/// An event set aside under [`OnFailure::Park`], with why.
-#[derive(Debug, Clone)]
+/// An event set aside under [`OnFailure::Park`], with why. Stored with the checkpoint, so it
+/// outlives the process; [`ProjectionHandle::retry_parked`] and
+/// [`ProjectionHandle::discard_parked`] deal with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParkedEvent {
     /// The event.
     pub event: FailedEvent,
@@ -337,9 +347,10 @@ pub enum WaitError {
 }
 
 pub(super) struct Progress {
-    checkpoint: Checkpoint,
-    state: RunState,
-    parked: Vec<ParkedEvent>,
+    pub(super) checkpoint: Checkpoint,
+    pub(super) state: RunState,
+    pub(super) parked: Vec<ParkedEvent>,
+    pub(super) parked_requests: ParkedRequests,
     pub(super) rebuilt: Option<Rebuilt>,
     pub(super) rebuild: Option<RebuildProgress>,
 }
@@ -347,16 +358,16 @@ pub(super) struct Progress {
 pub(super) struct Shared {
     progress: Mutex<Progress>,
     /// Fired on every change of `progress`.
-    changed: CommitSignal,
-    stop: AtomicBool,
-    /// Fired by `stop`.
-    stopping: CommitSignal,
+    pub(super) changed: CommitSignal,
+    pub(super) stop: AtomicBool,
+    /// Fired by `stop`, and by requests about parked events: it wakes a waiting runner.
+    pub(super) stopping: CommitSignal,
     /// Registered on first use, with the partition then set.
     metrics: OnceLock<RunnerMetrics>,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Progress> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Progress> {
         // Each update replaces a field or pushes one entry: a panic cannot leave it half-written.
         self.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -438,6 +449,7 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
                 checkpoint: Checkpoint::START,
                 state: RunState::NotStarted,
                 parked: Vec::new(),
+                parked_requests: ParkedRequests::default(),
                 rebuilt: None,
                 rebuild: None,
             }),
@@ -615,6 +627,7 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
             // Read before reading: a commit during the read then ends the wait at once.
             let seen = signal.as_ref().map(CommitSignal::generation);
             let stop_seen = self.shared.stopping.generation();
+            self.serve_parked_requests(&identity, &checkpoint).await?;
             let page = self.store.read_all(&checkpoint, &filter, batch_size).await.map_err(store_error)?;
             let span = batch_span(P::NAME, self.partition, &page);
             for (record, after) in page.iter().filter(|(record, _)| self.partition.owns(&record.stream)) {
@@ -634,7 +647,7 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
                 first_of(first_of(commit, stop), sleep(self.options.poll_interval)).await;
                 continue;
             }
-            let saved = self.rebuild_state.saved_after(&identity, &page, self.partition);
+            let saved = self.saved_after(&identity, &page);
             self.checkpoints
                 .commit(&self.projection, &saved)
                 .instrument(span)
@@ -652,7 +665,7 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
 
     /// Hands one record to its handler (`replay`: what [`is_replay`](super::is_replay) tells
     /// it), retrying with backoff; then stops or parks.
-    async fn deliver(&self, record: &StoredEvent, replay: bool) -> Result<(), ProjectionError> {
+    pub(super) async fn deliver(&self, record: &StoredEvent, replay: bool) -> Result<(), ProjectionError> {
         let retry = &self.options.retry;
         let mut attempt = 1;
         loop {
@@ -708,8 +721,8 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 pub struct ProjectionHandle<P, S> {
     projection: Arc<Mutex<P>>,
     store: Arc<S>,
-    partition: Partition,
-    shared: Arc<Shared>,
+    pub(super) partition: Partition,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl<P, S> Clone for ProjectionHandle<P, S> {
@@ -747,7 +760,8 @@ impl<P: Projection, S: EventStore> ProjectionHandle<P, S> {
         self.shared.lock().checkpoint.clone()
     }
 
-    /// Events set aside under [`OnFailure::Park`].
+    /// Events set aside under [`OnFailure::Park`], including those stored by an earlier run
+    /// (listed once the runner has started).
     #[must_use]
     pub fn parked(&self) -> Vec<ParkedEvent> {
         self.shared.lock().parked.clone()
