@@ -100,17 +100,38 @@ impl<F> SqliteCheckpoints<F> {
     /// writes what the fresh projection value holds: usually nothing).
     ///
     /// ```
-    /// # use es_sqlite::{SqliteCheckpoints, SqliteStore};
-    /// # use es_core::projection::HandlerError;
-    /// # async fn example(store: SqliteStore) -> Result<(), es_core::StoreError> {
-    /// # struct Balances;
-    /// let checkpoints = SqliteCheckpoints::new(store, |_tx: &rusqlite::Transaction<'_>, _balances: &mut Balances| Ok(()))
-    ///     .await?
-    ///     .with_reset(|tx| {
-    ///         tx.execute_batch("DELETE FROM balances; DELETE FROM transactions;")?;
-    ///         Ok(())
-    ///     });
+    /// use es_core::projection::HandlerError;
+    /// use es_sqlite::{SqliteCheckpoints, SqliteStore};
+    /// use rusqlite::Transaction;
+    ///
+    /// /// The rows the batch's handlers kept.
+    /// pub struct Balances {
+    ///     pending: Vec<(String, i64)>,
+    /// }
+    ///
+    /// fn flush(tx: &Transaction<'_>, balances: &mut Balances) -> Result<(), HandlerError> {
+    ///     for (account, amount) in balances.pending.drain(..) {
+    ///         tx.execute(
+    ///             "INSERT INTO balances VALUES (?1, ?2) ON CONFLICT (account) DO UPDATE SET total = total + ?2",
+    ///             (account, amount),
+    ///         )?;
+    ///     }
+    ///     Ok(())
+    /// }
+    ///
+    /// fn reset(tx: &Transaction<'_>) -> Result<(), HandlerError> {
+    ///     tx.execute_batch("DELETE FROM balances")?;
+    ///     Ok(())
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    /// # runtime.block_on(async {
+    /// let store = SqliteStore::open_in_memory()?;
+    /// let checkpoints = SqliteCheckpoints::new(store, flush).await?.with_reset(reset);
     /// # let _ = checkpoints;
+    /// # Ok::<_, es_core::StoreError>(())
+    /// # })?;
     /// # Ok(())
     /// # }
     /// ```

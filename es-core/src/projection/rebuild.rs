@@ -32,31 +32,64 @@ thread_local! {
 /// are first deliveries, and their effects happen once, during the rebuild. Outside a handler
 /// run by a [`ProjectionRunner`] (in `given`/`then` tests, say) it is `false`.
 ///
+/// With `#[derive(Projection)]` the check sits in a `Handle<E>` impl; here it is written out
+/// by hand, in `dispatch`:
+///
 /// ```
-/// use es::prelude::*;
+/// use es_core::projection::{DispatchError, Projection, Selected, is_replay, selected_index};
+/// use es_core::StoredEvent;
 ///
-/// #[event(version = 1)]
-/// pub struct Signed {
-///     pub email: String,
-/// }
-///
-/// #[derive(Projection, Default)]
-/// #[projection(name = "welcome", events(Signed))]
+/// /// Members, and a welcome for each: sent once, never again on a rebuild.
+/// #[derive(Default)]
 /// pub struct Welcome {
-///     pub members: Vec<String>,
+///     pub members: u32,
 ///     pub outbox: Vec<String>,
 /// }
 ///
-/// impl Handle<Signed> for Welcome {
-///     fn handle(&mut self, event: &Envelope<Signed>) -> Result<(), HandlerError> {
-///         self.members.push(event.event.email.clone());
-///         if !es::projection::is_replay() {
-///             self.outbox.push(format!("welcome, {}", event.event.email));
+/// impl Projection for Welcome {
+///     const NAME: &'static str = "welcome";
+///     const VERSION: u32 = 1;
+///     const SELECTION: &'static [Selected] =
+///         &[Selected { rust_type: "Joined", stream_type: None, event_type: "Joined", aliases: &[] }];
+///
+///     fn dispatch(&mut self, record: &StoredEvent) -> Result<bool, DispatchError> {
+///         if selected_index(Self::SELECTION, record).is_none() {
+///             return Ok(false);
 ///         }
-///         Ok(())
+///         self.members += 1;
+///         if !is_replay() {
+///             self.outbox.push(format!("welcome, {}", record.stream.id()));
+///         }
+///         Ok(true)
 ///     }
 /// }
-/// ```
+/// # use es_core::projection::{InMemoryCheckpointStore, ProjectionRunner};
+/// # use es_core::{EventStore, ExpectedVersion, InMemoryStore, NewEvent, RawEvent, StreamId};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let (store, checkpoints) = (InMemoryStore::new(), InMemoryCheckpointStore::new());
+/// # for who in ["ann", "bob"] {
+/// #     let joined = NewEvent::new(RawEvent::new("Joined", 1, "{}"));
+/// #     store.append(&StreamId::new("Member", who), ExpectedVersion::NoStream, vec![joined]).await?;
+/// # }
+/// # let wait = std::time::Duration::from_secs(5);
+/// let live = ProjectionRunner::new(Welcome::default(), store.clone(), checkpoints.clone());
+/// let (handle, running) = (live.handle(), tokio::spawn(live.run()));
+/// handle.wait_for_head(wait).await?;
+/// assert_eq!(handle.read(|w| w.outbox.len()), 2);
+/// # handle.stop();
+/// # running.await??;
+///
+/// // The rebuild counts both members again, and welcomes nobody a second time.
+/// let rebuild = ProjectionRunner::new(Welcome::default(), store.clone(), checkpoints);
+/// let (handle, running) = (rebuild.handle(), tokio::spawn(rebuild.rebuild()));
+/// handle.wait_for_head(wait).await?;
+/// assert_eq!(handle.read(|w| (w.members, w.outbox.len())), (2, 0));
+/// # handle.stop();
+/// # running.await??;
+/// # Ok(())
+/// # }
+/// /// ```
 #[must_use]
 pub fn is_replay() -> bool {
     REPLAYING.with(Cell::get)
@@ -231,33 +264,39 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
     /// As [`ProjectionRunner::run`].
     ///
     /// ```
-    /// # use es::prelude::*;
-    /// # use es::projection::{InMemoryCheckpointStore, ProjectionRunner};
-    /// # use es::InMemoryStore;
-    /// # #[event(version = 1)]
-    /// # pub struct Deposited { pub amount: u64 }
-    /// #[derive(Projection, Default)]
-    /// #[projection(name = "total", events(Deposited))]
-    /// pub struct Total(u64);
-    ///
-    /// impl Handle<Deposited> for Total {
-    ///     fn handle(&mut self, event: &Envelope<Deposited>) -> Result<(), HandlerError> {
-    ///         self.0 += event.event.amount;
-    ///         Ok(())
-    ///     }
-    /// }
-    ///
+    /// # use es_core::projection::{DispatchError, Projection, Selected};
+    /// # use es_core::StoredEvent;
+    /// # #[derive(Default)]
+    /// # pub struct Members(u32);
+    /// # impl Projection for Members {
+    /// #     const NAME: &'static str = "members";
+    /// #     const VERSION: u32 = 1;
+    /// #     const SELECTION: &'static [Selected] =
+    /// #         &[Selected { rust_type: "Joined", stream_type: None, event_type: "Joined", aliases: &[] }];
+    /// #     fn dispatch(&mut self, _: &StoredEvent) -> Result<bool, DispatchError> {
+    /// #         self.0 += 1;
+    /// #         Ok(true)
+    /// #     }
+    /// # }
+    /// use es_core::projection::{InMemoryCheckpointStore, ProjectionRunner};
+    /// # use es_core::{EventStore, ExpectedVersion, InMemoryStore, NewEvent, RawEvent, StreamId};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let store = InMemoryStore::new();
-    /// # let checkpoints = InMemoryCheckpointStore::new();
-    /// let runner = ProjectionRunner::new(Total::default(), store.clone(), checkpoints)
-    ///     .on_progress(|progress| println!("{progress}"));
-    /// let total = runner.handle();
+    /// # let (store, checkpoints) = (InMemoryStore::new(), InMemoryCheckpointStore::new());
+    /// # for who in ["ann", "bob", "cleo"] {
+    /// #     let joined = NewEvent::new(RawEvent::new("Joined", 1, "{}"));
+    /// #     store.append(&StreamId::new("Member", who), ExpectedVersion::NoStream, vec![joined]).await?;
+    /// # }
+    ///
+    /// let runner = ProjectionRunner::new(Members::default(), store.clone(), checkpoints)
+    ///     .on_progress(|progress| println!("{progress}")); // rebuilding `members` (...): 3 of 3 events, ...
+    /// let members = runner.handle();
     /// let running = tokio::spawn(runner.rebuild());
-    /// total.wait_for_head(std::time::Duration::from_secs(5)).await?;
-    /// assert!(total.rebuild_progress().is_some_and(|progress| progress.finished));
-    /// total.stop();
+    /// members.wait_for_head(std::time::Duration::from_secs(5)).await?;
+    /// let progress = members.rebuild_progress().expect("a rebuild ran");
+    /// assert!(progress.finished && progress.done == 3 && progress.total == 3);
+    /// assert_eq!(members.read(|m| m.0), 3);
+    /// members.stop();
     /// running.await??;
     /// # Ok(())
     /// # }
