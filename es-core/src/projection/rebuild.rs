@@ -436,7 +436,11 @@ mod tests {
     fn the_replay_flag_is_set_only_inside_and_restored_after_a_panic() {
         assert!(!is_replay());
         assert!(replaying(true, is_replay));
-        assert!(!replaying(false, || replaying(true, || ()) == () && is_replay()));
+        // Nested: the inner call restores the outer answer.
+        assert!(!replaying(false, || {
+            replaying(true, || ());
+            is_replay()
+        }));
         let caught = std::panic::catch_unwind(|| replaying(true, || panic!("handler panicked")));
         assert!(caught.is_err());
         assert!(!is_replay());
