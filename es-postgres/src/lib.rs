@@ -175,6 +175,7 @@
 
 mod commit;
 mod error;
+mod lease;
 mod pool;
 mod rows;
 mod schema;

@@ -208,7 +208,7 @@ pub(crate) fn quote(identifier: &str) -> String {
 
 /// A 64-bit key for the migration's advisory lock, the same in every process for one schema
 /// (FNV-1a of the name, in a namespace of its own).
-fn lock_key(schema: &str) -> i64 {
+pub(crate) fn lock_key(schema: &str) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in "es-postgres migration ".bytes().chain(schema.bytes()) {
         hash ^= u64::from(byte);
