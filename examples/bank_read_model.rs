@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use domain::{AccountClosed, AccountOpened, BankAccount, MoneyDeposited, MoneyWithdrawn};
 use es::prelude::*;
-use es::projection::{ProjectionRunner, is_replay};
+use es::projection::{ProjectionRunner, RebuildLease, is_replay};
 use es::{EventStore, SqliteCheckpoints, SqliteStore};
 use es_sqlite::rusqlite::Transaction;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -239,11 +239,15 @@ async fn main() -> Result<(), Error> {
     let bar = ProgressBar::new(0);
     bar.set_style(ProgressStyle::with_template("rebuilding {bar:40} {pos}/{len} events {msg}")?);
     let shown = bar.clone();
-    let runner = read_model_runner(&store).await?.on_progress(move |progress| {
-        shown.set_length(progress.total);
-        shown.set_position(progress.done);
-        shown.set_message(format!("({:.0} events/s)", progress.events_per_second));
-    });
+    // The store's lease makes it one rebuild at a time, whichever process asks.
+    let runner = read_model_runner(&store)
+        .await?
+        .with_rebuild_lease(store.clone(), RebuildLease::default())
+        .on_progress(move |progress| {
+            shown.set_length(progress.total);
+            shown.set_position(progress.done);
+            shown.set_message(format!("({:.0} events/s)", progress.events_per_second));
+        });
     let rebuilt = runner.handle();
     let rebuilding = tokio::spawn(runner.rebuild());
     rebuilt.wait_for(&store.head().await?, Duration::from_secs(60)).await?;

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use es::prelude::*;
 use es::projection::{
-    CheckpointStore, InMemoryCheckpointStore, ProjectionError, ProjectionOptions, ProjectionRunner, RebuildProgress,
-    Rebuilt, is_replay,
+    CheckpointStore, InMemoryCheckpointStore, ProjectionError, ProjectionOptions, ProjectionRunner, RebuildLease,
+    RebuildProgress, Rebuilt, WhenHeld, is_replay,
 };
+use es::store::Lease;
 use es::{EventStore, ExpectedVersion, InMemoryStore, NewEvent, RawEvent, StreamId};
 
 /// Money was paid in.
@@ -191,6 +192,104 @@ async fn rebuilding_an_empty_store_finishes_at_once() {
     .await
     .unwrap();
     assert_eq!((progress.done, progress.total, progress.finished), (0, 0, true));
+    handle.stop();
+    task.await.unwrap().unwrap();
+    assert_eq!(checkpoints.load("receipts").await.unwrap().unwrap().rebuild, None);
+}
+
+/// The lease a rebuild of `receipts` takes.
+const RECEIPTS_LEASE: &str = "es.projection.rebuild/receipts";
+
+fn lease(when_held: WhenHeld) -> RebuildLease {
+    RebuildLease { ttl: Duration::from_millis(600), when_held, ..RebuildLease::default() }
+}
+
+/// Another process's runner, rebuilding `receipts`: it holds the lease (and keeps it).
+async fn other_rebuilder(store: &InMemoryStore) -> Lease<InMemoryStore> {
+    Lease::acquire(store.clone(), RECEIPTS_LEASE, "other-host", Duration::from_millis(400)).await.unwrap()
+}
+
+async fn wait_a_little() {
+    tokio::time::sleep(Duration::from_millis(150)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_runner_rebuilds_at_a_time_and_the_next_is_refused_or_waits() {
+    let store = InMemoryStore::new();
+    let checkpoints = InMemoryCheckpointStore::new();
+    pay(&store, 1..=10).await;
+    let runner = |when_held| {
+        ProjectionRunner::new(Receipts::default(), store.clone(), checkpoints.clone())
+            .with_options(options(3))
+            .with_rebuild_lease(store.clone(), lease(when_held))
+    };
+    let mut other = other_rebuilder(&store).await;
+
+    // Refused, naming the holder, and nothing was reset.
+    let error = runner(WhenHeld::Refuse).rebuild().await.unwrap_err();
+    assert!(
+        matches!(error.as_ref(), ProjectionError::RebuildLeaseHeld { holder, .. } if holder == "other-host"),
+        "{error}"
+    );
+    assert_eq!(checkpoints.load("receipts").await.unwrap(), None);
+
+    // Waiting: nothing happens while the other renews its lease, the rebuild once it gives it up.
+    let waiting = runner(WhenHeld::Wait);
+    let handle = waiting.handle();
+    let task = tokio::spawn(waiting.rebuild());
+    for _ in 0..3 {
+        wait_a_little().await;
+        other.renew().await.unwrap();
+        assert_eq!(handle.rebuild_progress(), None);
+    }
+    other.release().await.unwrap();
+    handle.wait_for_head(WAIT).await.unwrap();
+    assert!(handle.rebuild_progress().is_some_and(|p| p.finished && p.done == 10));
+    // Done: the lease is free while the runner goes on following.
+    let free = Lease::try_acquire(store.clone(), RECEIPTS_LEASE, "third", Duration::from_secs(1)).await.unwrap();
+    assert!(free.is_some(), "the finished rebuild gave its lease up");
+    handle.stop();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_rebuild_is_resumed_only_by_the_runner_holding_the_lease() {
+    let store = InMemoryStore::new();
+    let checkpoints = InMemoryCheckpointStore::new();
+    pay(&store, 1..=10).await;
+    let runner = |projection, when_held| {
+        ProjectionRunner::new(projection, store.clone(), checkpoints.clone())
+            .with_options(options(3))
+            .with_rebuild_lease(store.clone(), lease(when_held))
+    };
+    // A rebuild stops on 8, in its third batch: the marker stays, the lease is given up.
+    let failing = Receipts { fail_on: Some(8), ..Receipts::default() };
+    assert!(runner(failing, WhenHeld::Refuse).rebuild().await.is_err());
+    let marker = checkpoints.load("receipts").await.unwrap().unwrap().rebuild.expect("a rebuild under way");
+    assert_eq!(marker.done, 6);
+
+    // Another runner took it up meanwhile: resuming needs the lease as well.
+    let mut other = other_rebuilder(&store).await;
+    let error = runner(Receipts::default(), WhenHeld::Refuse).run().await.unwrap_err();
+    assert!(matches!(error.as_ref(), ProjectionError::RebuildLeaseHeld { .. }), "{error}");
+
+    // It gets on with it (one batch, committed under its lease) and gives up the lease: the
+    // waiting runner reads the checkpoint again and resumes from there.
+    let waiting = runner(Receipts::default(), WhenHeld::Wait);
+    let handle = waiting.handle();
+    let task = tokio::spawn(waiting.run());
+    wait_a_little().await;
+    other.renew().await.unwrap();
+    let mut saved = checkpoints.load("receipts").await.unwrap().unwrap();
+    let page = store.read_all(&saved.checkpoint, &Receipts::filter(), 3).await.unwrap();
+    saved.checkpoint = page.next;
+    saved.rebuild.as_mut().unwrap().done = 9;
+    checkpoints.save(&saved).await.unwrap();
+    other.release().await.unwrap();
+
+    handle.wait_for_head(WAIT).await.unwrap();
+    assert_eq!(handle.rebuilt(), Some(Rebuilt::Resumed { done: 9, total: 10 }));
+    assert_eq!(handle.read(|r| r.handled.clone()), [10]);
     handle.stop();
     task.await.unwrap().unwrap();
     assert_eq!(checkpoints.load("receipts").await.unwrap().unwrap().rebuild, None);

@@ -31,6 +31,7 @@ pub mod metrics;
 mod parked;
 mod partition;
 mod rebuild;
+mod rebuild_lease;
 mod runner;
 
 use std::fmt;
@@ -47,6 +48,7 @@ pub use self::checkpoints::{
 pub use self::parked::ParkedRequestError;
 pub use self::partition::{InvalidPartition, Partition};
 pub use self::rebuild::{RebuildProgress, is_replay};
+pub use self::rebuild_lease::{RebuildLease, WhenHeld};
 pub use self::runner::{
     FailedEvent, IdentityChange, OnFailure, ParkedEvent, ProjectionError, ProjectionHandle, ProjectionOptions,
     ProjectionRunner, ProjectionStatus, Rebuilt, RunState, WaitError,

@@ -14,8 +14,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::checkpoints::{CommitBatch, ProjectionIdentity, RebuildMarker, SavedCheckpoint};
+use super::rebuild_lease::{RebuildLease, RebuildLock, Took};
 use super::runner::{ProjectionError, ProjectionRunner, Rebuilt};
 use super::{Partition, Projection};
+use crate::store::Leases;
 use crate::store::{AllEventsPage, Checkpoint, EventStore, StoreError};
 
 thread_local! {
@@ -163,6 +165,8 @@ pub(super) type OnProgress = Arc<dyn Fn(&RebuildProgress) + Send + Sync>;
 pub(super) struct RebuildState {
     pub(super) requested: bool,
     pub(super) on_progress: Option<OnProgress>,
+    /// One rebuild at a time, when configured.
+    lock: Option<RebuildLock>,
     active: Mutex<Option<Active>>,
 }
 
@@ -315,6 +319,43 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
         self
     }
 
+    /// The same runner, rebuilding only while it holds the store's lease for this projection
+    /// (and partition), so that one runner rebuilds it at a time, across every process that
+    /// shares the store: taken before the reset, or before resuming a rebuild found in the
+    /// checkpoint, renewed with the batches, given up when the rebuild is done or the run ends.
+    /// A runner that finds the lease held waits for it, or stops with
+    /// [`ProjectionError::RebuildLeaseHeld`], as [`RebuildLease::when_held`] says; one that
+    /// waited carries on from the checkpoint the other left.
+    ///
+    /// Without it, nothing stops two runners from rebuilding one projection at once.
+    #[must_use]
+    pub fn with_rebuild_lease<L: Leases + Clone>(mut self, leases: L, lease: RebuildLease) -> Self {
+        self.rebuild_state.lock = Some(RebuildLock::new(leases, lease));
+        self
+    }
+
+    /// Takes the rebuild lease, if one is configured; `true` when another runner had it first.
+    async fn take_rebuild_lease(&self) -> Result<bool, ProjectionError> {
+        let Some(lock) = &self.rebuild_state.lock else { return Ok(false) };
+        let took = lock
+            .take(&self.identity().name)
+            .await
+            .map_err(|source| ProjectionError::Store { projection: P::NAME, source })?;
+        match took {
+            Took::Held { waited } => Ok(waited),
+            Took::Refused { holder } => {
+                Err(ProjectionError::RebuildLeaseHeld { projection: P::NAME, partition: self.partition, holder })
+            }
+        }
+    }
+
+    /// Gives the rebuild lease up, if one is held.
+    pub(super) async fn release_rebuild_lease(&self) {
+        if let Some(lock) = &self.rebuild_state.lock {
+            lock.release().await;
+        }
+    }
+
     /// Resets the read model and stores the first checkpoint of a rebuild, with its marker:
     /// the events up to `replay_until` had been handled before. Returns where to read from.
     pub(super) async fn begin_rebuild(
@@ -324,6 +365,7 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
         reason: Rebuilt,
     ) -> Result<Checkpoint, ProjectionError> {
         let store_error = |source| ProjectionError::Store { projection: P::NAME, source };
+        self.take_rebuild_lease().await?;
         let target = self.store.head().await.map_err(store_error)?;
         let total = self.count_selected(&target).await.map_err(store_error)?;
         tracing::info!(projection = P::NAME, partition = %self.partition, total, reason = ?reason, "rebuild started");
@@ -341,14 +383,21 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
             // Every event is handled again: the parked ones too.
             p.parked.clear();
         });
-        self.rebuild_committed(&saved);
+        self.rebuild_committed(&saved).await;
         Ok(Checkpoint::START)
     }
 
-    /// The checkpoint to commit after `page` (at `checkpoint` when `None`), with the rebuild's
-    /// marker and the parked events.
-    pub(super) fn saved_after(&self, identity: &ProjectionIdentity, page: &AllEventsPage) -> SavedCheckpoint {
-        self.saved_at(identity, &page.next, Some(page))
+    /// The checkpoint to commit after `page`, with the rebuild's marker and the parked
+    /// events; renews the rebuild lease first when one is held.
+    pub(super) async fn saved_after(
+        &self,
+        identity: &ProjectionIdentity,
+        page: &AllEventsPage,
+    ) -> Result<SavedCheckpoint, ProjectionError> {
+        if let Some(lock) = &self.rebuild_state.lock {
+            lock.renew().await.map_err(|source| ProjectionError::RebuildLeaseLost { projection: P::NAME, source })?;
+        }
+        Ok(self.saved_at(identity, &page.next, Some(page)))
     }
 
     /// The checkpoint to commit at `checkpoint`, after `page` if the batch read one.
@@ -367,7 +416,22 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
 
     /// Picks up the rebuild `saved` records, if any, and the parked events, and returns where
     /// to read from.
-    pub(super) fn resume(&self, saved: SavedCheckpoint) -> Checkpoint {
+    pub(super) async fn resume(&self, mut saved: SavedCheckpoint) -> Result<Checkpoint, ProjectionError> {
+        if saved.rebuild.is_some() && self.take_rebuild_lease().await? {
+            // Another runner rebuilt in the meantime: carry on from what it left.
+            let checkpoints_error = |source| ProjectionError::Checkpoints { projection: P::NAME, source };
+            match self.checkpoints.load(&saved.identity.name).await.map_err(checkpoints_error)? {
+                Some(now) if now.identity == saved.identity => saved = now,
+                Some(now) => {
+                    self.release_rebuild_lease().await;
+                    return Err(ProjectionError::IdentityChanged { stored: now.identity, current: saved.identity });
+                }
+                None => saved = SavedCheckpoint::new(saved.identity, Checkpoint::START),
+            }
+            if saved.rebuild.is_none() {
+                self.release_rebuild_lease().await;
+            }
+        }
         if !saved.parked.is_empty() {
             tracing::warn!(projection = P::NAME, partition = %self.partition, parked = saved.parked.len(), "parked events are waiting");
             self.shared.update(|p| p.parked = saved.parked);
@@ -384,13 +448,14 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
             self.rebuild_state.start(marker);
             self.shared.update(|p| p.rebuilt = Some(Rebuilt::Resumed { done, total }));
         }
-        saved.checkpoint
+        Ok(saved.checkpoint)
     }
 
     /// Reports the progress of a rebuild after `saved` was committed.
-    pub(super) fn rebuild_committed(&self, saved: &SavedCheckpoint) {
+    pub(super) async fn rebuild_committed(&self, saved: &SavedCheckpoint) {
         let Some(progress) = self.rebuild_state.committed(P::NAME, self.partition, saved) else { return };
         if progress.finished {
+            self.release_rebuild_lease().await;
             tracing::info!(
                 projection = P::NAME,
                 partition = %self.partition,

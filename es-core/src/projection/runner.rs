@@ -15,6 +15,8 @@ use super::checkpoints::{CheckpointStoreError, CommitBatch, ProjectionIdentity, 
 use super::metrics::{RunnerMetrics, batch_span};
 use super::parked::ParkedRequests;
 use super::rebuild::{RebuildProgress, RebuildState, replaying};
+#[cfg(doc)]
+use super::rebuild_lease::RebuildLease;
 use super::{DispatchError, Partition, Projection, fingerprint};
 use crate::decode::{DecodeError, DecodeErrorKind};
 use crate::record::{Position, StoredEvent, StreamId, Version};
@@ -194,6 +196,28 @@ pub enum ProjectionError {
         position: Position,
         /// What is wrong with it (its message is part of this one; its cause is the source).
         source: DecodeError,
+    },
+    /// Another runner holds the rebuild lease, and the runner's [`RebuildLease`] says
+    /// [`WhenHeld::Refuse`](super::WhenHeld::Refuse).
+    #[error("projection `{projection}` ({partition}) is being rebuilt by `{holder}`: one rebuild at a time")]
+    RebuildLeaseHeld {
+        /// The projection.
+        projection: &'static str,
+        /// The runner's partition.
+        partition: Partition,
+        /// Who holds the lease.
+        holder: String,
+    },
+    /// The rebuild lease was lost mid-rebuild (a batch took longer than its time to live, or
+    /// the store could not be reached to renew it): the runner stopped before committing
+    /// another batch, and the next run resumes the rebuild.
+    #[error("projection `{projection}` lost its rebuild lease")]
+    RebuildLeaseLost {
+        /// The projection.
+        projection: &'static str,
+        /// How it was lost.
+        #[source]
+        source: crate::store::LeaseLost,
     },
     /// A handler still failed after the last try, under [`OnFailure::Stop`].
     #[error("projection `{projection}` stopped: its handler failed {attempts} times on {event}")]
@@ -520,6 +544,7 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
         let guard = RunGuard(Arc::clone(&self.shared));
         async move {
             let result = self.run_inner().await;
+            self.release_rebuild_lease().await;
             let outcome = match result {
                 Ok(()) => {
                     self.shared.update(|p| p.state = RunState::Stopped);
@@ -580,7 +605,7 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
                 ProjectionError::PartitionsChanged { projection: P::NAME, stored, current },
             ),
             (None, None) => return Ok(Checkpoint::START),
-            (None, Some(saved)) if saved.identity == identity => return Ok(self.resume(saved)),
+            (None, Some(saved)) if saved.identity == identity => return self.resume(saved).await,
             (None, Some(saved)) => (
                 Rebuilt::IdentityChanged { stored: saved.identity.clone(), current: identity.clone() },
                 ProjectionError::IdentityChanged { stored: saved.identity, current: identity.clone() },
@@ -647,14 +672,14 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
                 first_of(first_of(commit, stop), sleep(self.options.poll_interval)).await;
                 continue;
             }
-            let saved = self.saved_after(&identity, &page);
+            let saved = self.saved_after(&identity, &page).await?;
             self.checkpoints
                 .commit(&self.projection, &saved)
                 .instrument(span)
                 .await
                 .map_err(|source| ProjectionError::Checkpoints { projection: P::NAME, source })?;
             self.metrics().batches.increment(1);
-            self.rebuild_committed(&saved);
+            self.rebuild_committed(&saved).await;
             checkpoint = page.next;
             self.shared.update(|p| {
                 p.checkpoint = checkpoint.clone();
