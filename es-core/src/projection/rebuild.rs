@@ -10,6 +10,7 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -168,6 +169,8 @@ pub(super) struct RebuildState {
     /// One rebuild at a time, when configured.
     lock: Option<RebuildLock>,
     active: Mutex<Option<Active>>,
+    /// Whether `active` is set: spares followers a lock per event.
+    rebuilding: AtomicBool,
 }
 
 /// The rebuild under way in this run.
@@ -186,11 +189,13 @@ impl RebuildState {
     fn start(&self, marker: RebuildMarker) {
         let done_at_start = marker.done;
         *self.active() = Some(Active { marker, started: Instant::now(), done_at_start });
+        self.rebuilding.store(true, Ordering::Release);
     }
 
     /// Whether the event after which the read resumes at `after` is a replay.
     pub(super) fn is_replay(&self, after: &Checkpoint) -> bool {
-        self.active().as_ref().is_some_and(|active| *after <= active.marker.replay_until)
+        self.rebuilding.load(Ordering::Acquire)
+            && self.active().as_ref().is_some_and(|active| *after <= active.marker.replay_until)
     }
 
     /// The marker to commit after `page` (`None`: the page is the checkpoint): with its
@@ -239,6 +244,7 @@ impl RebuildState {
         };
         if finished {
             *active = None;
+            self.rebuilding.store(false, Ordering::Release);
         }
         Some(progress)
     }
@@ -328,6 +334,42 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
     /// waited carries on from the checkpoint the other left.
     ///
     /// Without it, nothing stops two runners from rebuilding one projection at once.
+    ///
+    /// ```
+    /// # use es_core::projection::{DispatchError, Projection, Selected};
+    /// # use es_core::StoredEvent;
+    /// # #[derive(Default)]
+    /// # pub struct Members(u32);
+    /// # impl Projection for Members {
+    /// #     const NAME: &'static str = "members";
+    /// #     const VERSION: u32 = 1;
+    /// #     const SELECTION: &'static [Selected] =
+    /// #         &[Selected { rust_type: "Joined", stream_type: None, event_type: "Joined", aliases: &[] }];
+    /// #     fn dispatch(&mut self, _: &StoredEvent) -> Result<bool, DispatchError> {
+    /// #         self.0 += 1;
+    /// #         Ok(true)
+    /// #     }
+    /// # }
+    /// use std::time::Duration;
+    /// use es_core::projection::{InMemoryCheckpointStore, ProjectionError, ProjectionRunner, RebuildLease, WhenHeld};
+    /// use es_core::store::Lease;
+    /// use es_core::InMemoryStore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = InMemoryStore::new();
+    /// // Another process rebuilds `members` (its lease is named after the projection).
+    /// let other = Lease::acquire(store.clone(), "es.projection.rebuild/members", "host-b", Duration::from_secs(30)).await?;
+    ///
+    /// let refuse = RebuildLease { when_held: WhenHeld::Refuse, ..RebuildLease::default() };
+    /// let runner = ProjectionRunner::new(Members::default(), store.clone(), InMemoryCheckpointStore::new())
+    ///     .with_rebuild_lease(store.clone(), refuse);
+    /// let error = runner.rebuild().await.unwrap_err();
+    /// assert!(matches!(error.as_ref(), ProjectionError::RebuildLeaseHeld { holder, .. } if holder == "host-b"));
+    /// # other.release().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn with_rebuild_lease<L: Leases + Clone>(mut self, leases: L, lease: RebuildLease) -> Self {
         self.rebuild_state.lock = Some(RebuildLock::new(leases, lease));

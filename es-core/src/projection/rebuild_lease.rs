@@ -12,6 +12,9 @@ use uuid::Uuid;
 use crate::store::{Lease, LeaseLost, Leases, StoreError};
 
 /// How a runner takes the rebuild lease ([`ProjectionRunner::with_rebuild_lease`](super::ProjectionRunner::with_rebuild_lease)).
+///
+/// The lease is named `es.projection.rebuild/` followed by the key of the runner's checkpoint:
+/// the projection's name, with `#index` for partitions after the first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RebuildLease {
     /// Who this runner is among all that share the store; unique per runner (two runners
