@@ -15,8 +15,6 @@ use super::checkpoints::{CheckpointStoreError, CommitBatch, ProjectionIdentity, 
 use super::metrics::{RunnerMetrics, batch_span};
 use super::parked::ParkedRequests;
 use super::rebuild::{RebuildProgress, RebuildState, replaying};
-#[cfg(doc)]
-use super::rebuild_lease::RebuildLease;
 use super::{DispatchError, Partition, Projection, fingerprint};
 use crate::decode::{DecodeError, DecodeErrorKind};
 use crate::record::{Position, StoredEvent, StreamId, Version};
@@ -197,7 +195,8 @@ pub enum ProjectionError {
         /// What is wrong with it (its message is part of this one; its cause is the source).
         source: DecodeError,
     },
-    /// Another runner holds the rebuild lease, and the runner's [`RebuildLease`] says
+    /// Another runner holds the rebuild lease, and the runner's
+    /// [`RebuildLease`](super::RebuildLease) says
     /// [`WhenHeld::Refuse`](super::WhenHeld::Refuse).
     #[error("projection `{projection}` ({partition}) is being rebuilt by `{holder}`: one rebuild at a time")]
     RebuildLeaseHeld {
