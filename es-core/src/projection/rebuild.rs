@@ -6,7 +6,9 @@
 //! [`Checkpoint::START`] with the marker (through [`CommitBatch::reset`], in the same commit that
 //! empties the read model), every batch after it stores the marker with its progress, and the
 //! batch that reaches the marker's target stores the checkpoint without it. A runner that
-//! finds a marker resumes the rebuild where its last batch left it.
+//! finds a marker resumes the rebuild where its last batch left it. With
+//! [`ProjectionRunner::with_rebuild_lease`], only the runner holding the store's lease for the
+//! projection resets or resumes it.
 
 use std::cell::Cell;
 use std::fmt;
