@@ -5,7 +5,8 @@
 //! writers"), so single-event appends from many tasks would each wait for the WAL flush of
 //! every one before them. Instead, an append hands its rows and its expectation to the store's
 //! committer task, which takes every append waiting at that moment (up to [`MAX_GROUP_ROWS`]
-//! rows) and runs one statement for them all: it reads each stream's version, keeps the
+//! rows; it first yields to the writers the previous commit woke, so that they join) and
+//! runs one statement for them all: it reads each stream's version, keeps the
 //! appends whose expectation holds, inserts their rows at consecutive positions and answers
 //! each (an append whose expectation did not hold is told so and writes nothing). Each append
 //! stays all or nothing, and so does the group: if a unique index refuses any row (an id

@@ -52,7 +52,10 @@ async fn old_schema(client: &Client, schema: &str, version: usize, store_id: Uui
     for migration in &MIGRATIONS[..version] {
         ddl.push_str(&migration.replace("{schema}", &s));
     }
-    client.batch_execute(&ddl).await.unwrap_or_else(|error| panic!("cannot create a version {version} schema: {error}"));
+    client
+        .batch_execute(&ddl)
+        .await
+        .unwrap_or_else(|error| panic!("cannot create a version {version} schema: {error}"));
 }
 
 /// A time PostgreSQL keeps exactly (whole microseconds).
@@ -240,12 +243,9 @@ async fn a_version_1_schema_migrates_with_every_event_intact() {
         written.extend(batch);
     }
     let state = r#"{"balance":7,"nul":"\u0000"}"#;
-    raw.execute(
-        &format!("INSERT INTO \"{schema}\".snapshots VALUES ('Account', 'a', 5, 3, $1)"),
-        &[&state],
-    )
-    .await
-    .expect("a version 1 snapshot");
+    raw.execute(&format!("INSERT INTO \"{schema}\".snapshots VALUES ('Account', 'a', 5, 3, $1)"), &[&state])
+        .await
+        .expect("a version 1 snapshot");
 
     let stores = connect_at_once(&schema, 8).await;
     assert_eq!(meta_version(&raw, &schema).await, PostgresStore::SCHEMA_VERSION.to_string());
@@ -291,19 +291,20 @@ async fn a_version_2_schema_migrates_with_every_event_intact() {
 async fn a_newer_schema_is_refused_and_left_alone() {
     let store = common::store("too_new").await;
     store
-        .append(&StreamId::new("Account", "a"), ExpectedVersion::NoStream, vec![NewEvent::new(RawEvent::new(
-            "Opened",
-            1,
-            "{}",
-        ))])
+        .append(
+            &StreamId::new("Account", "a"),
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(RawEvent::new("Opened", 1, "{}"))],
+        )
         .await
         .expect("append");
     let raw = common::raw_client().await;
     let schema = store.schema().to_owned();
     let newer = PostgresStore::SCHEMA_VERSION + 1;
-    raw.execute(&format!("UPDATE \"{schema}\".meta SET value = $1 WHERE key = 'schema_version'"), &[
-        &newer.to_string()
-    ])
+    raw.execute(
+        &format!("UPDATE \"{schema}\".meta SET value = $1 WHERE key = 'schema_version'"),
+        &[&newer.to_string()],
+    )
     .await
     .expect("update");
     let function = append_source(&raw, &schema).await;
@@ -315,7 +316,8 @@ async fn a_newer_schema_is_refused_and_left_alone() {
     }
     assert_eq!(meta_version(&raw, &schema).await, newer.to_string(), "the version is left as found");
     assert_eq!(append_source(&raw, &schema).await, function, "the function is left as found");
-    let count: i64 = raw.query_one(&format!("SELECT count(*) FROM \"{schema}\".events"), &[]).await.expect("count").get(0);
+    let count: i64 =
+        raw.query_one(&format!("SELECT count(*) FROM \"{schema}\".events"), &[]).await.expect("count").get(0);
     assert_eq!(count, 1);
     common::drop_schema(&store).await;
 }

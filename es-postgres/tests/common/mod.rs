@@ -66,7 +66,9 @@ pub async fn store_at(url: &str, test: &str, options: PostgresOptions) -> Postgr
     let schema = unique_schema(test);
     match PostgresStore::connect_with(url, options.schema(schema)).await {
         Ok(store) => store,
-        Err(error) => panic!("cannot open a PostgreSQL store (is the server at DATABASE_URL or ES_PGBOUNCER_URL up?): {error}"),
+        Err(error) => {
+            panic!("cannot open a PostgreSQL store (is the server at DATABASE_URL or ES_PGBOUNCER_URL up?): {error}")
+        }
     }
 }
 
