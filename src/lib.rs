@@ -154,7 +154,9 @@ pub use es_core::{
 };
 pub use es_derive::{Aggregate, Projection, apply, event};
 #[cfg(feature = "postgres")]
-pub use es_postgres::{PostgresOptions, PostgresStore};
+pub use es_postgres::{
+    PostgresCheckpoints, PostgresFlush, PostgresInline, PostgresInlineStore, PostgresOptions, PostgresStore,
+};
 #[cfg(feature = "sqlite")]
 pub use es_sqlite::{InlineProjection, InlineStore, SqliteCheckpoints, SqliteStore};
 pub use uuid::Uuid;

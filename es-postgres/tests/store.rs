@@ -567,7 +567,9 @@ async fn an_idle_connection_the_server_ended_leaves_the_pool() {
     let admin = common::raw_client().await;
     let killed = admin
         .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query LIKE $1",
+            // Not the store's listener (its own connection, outside the pool).
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query LIKE $1 \
+             AND application_name NOT LIKE 'es listener %'",
             &[&format!("%{}%", store.schema())],
         )
         .await

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::{OptionalExtension, Transaction};
 
-use es_core::projection::{CheckpointStoreError, CommitBatch, HandlerError, ProjectionIdentity, SavedCheckpoint};
-use es_core::store::{Checkpoint, StoreError};
+use es_core::projection::{CheckpointStoreError, CommitBatch, HandlerError, SavedCheckpoint};
+use es_core::store::StoreError;
 
 use crate::error::Context;
 use crate::store::SqliteStore;
@@ -29,7 +29,7 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS es_projection_checkpoints (
 /// is lost and nothing repeated. Start that run with a projection value holding no changes.
 ///
 /// A rebuild (a changed identity) starts from the first event but does not empty the read
-/// model's tables: do that in `flush` when the checkpoint is [`Checkpoint::START`].
+/// model's tables: do that in `flush` when the checkpoint is [`Checkpoint::START`](es_core::Checkpoint::START).
 pub struct SqliteCheckpoints<F> {
     store: SqliteStore,
     flush: Arc<F>,
@@ -77,12 +77,7 @@ fn read_saved(tx: &Transaction<'_>, name: &str) -> Result<Option<SavedCheckpoint
         .optional()
         .context("cannot read a projection checkpoint")?;
     let Some((version, fingerprint, checkpoint)) = row else { return Ok(None) };
-    let version = u32::try_from(version)
-        .map_err(|_| Failed(CheckpointStoreError::new(format!("projection `{name}` has version {version} stored"))))?;
-    let checkpoint: Checkpoint = checkpoint.parse().map_err(|error| {
-        Failed(CheckpointStoreError::because(format!("projection `{name}`'s stored checkpoint"), error))
-    })?;
-    Ok(Some(SavedCheckpoint { identity: ProjectionIdentity::new(name, version, fingerprint), checkpoint }))
+    SavedCheckpoint::from_row(name, version, fingerprint, &checkpoint).map(Some).map_err(Failed)
 }
 
 impl<P, F> CommitBatch<P> for SqliteCheckpoints<F>

@@ -43,6 +43,40 @@ pub struct SavedCheckpoint {
     pub checkpoint: Checkpoint,
 }
 
+impl SavedCheckpoint {
+    /// A checkpoint as a store that keeps checkpoints in a table reads it back: the row of
+    /// projection `name` with its stored `version`, `fingerprint` and `checkpoint` text (the
+    /// layout es-sqlite's `SqliteCheckpoints` and es-postgres's `PostgresCheckpoints` share:
+    /// `name`, `version`, `fingerprint`, `checkpoint`).
+    ///
+    /// ```
+    /// use es_core::projection::SavedCheckpoint;
+    /// use es_core::Checkpoint;
+    ///
+    /// let saved = SavedCheckpoint::from_row("balances", 2, "00ff", &Checkpoint::START.to_string()).unwrap();
+    /// assert_eq!((saved.identity.version, saved.checkpoint), (2, Checkpoint::START));
+    /// assert!(SavedCheckpoint::from_row("balances", -1, "00ff", "").is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// A version that is not a `u32`, or a checkpoint text that does not parse: the message
+    /// names the projection.
+    pub fn from_row(
+        name: &str,
+        version: i64,
+        fingerprint: impl Into<String>,
+        checkpoint: &str,
+    ) -> Result<Self, CheckpointStoreError> {
+        let shown = crate::store::bounded(name);
+        let version = u32::try_from(version)
+            .map_err(|_| CheckpointStoreError::new(format!("projection `{shown}` has version {version} stored")))?;
+        let checkpoint: Checkpoint = checkpoint.parse().map_err(|error| {
+            CheckpointStoreError::because(format!("projection `{shown}`'s stored checkpoint"), error)
+        })?;
+        Ok(Self { identity: ProjectionIdentity::new(name, version, fingerprint), checkpoint })
+    }
+}
+
 /// Where a runner keeps its projection's checkpoint.
 ///
 /// The runner saves after each batch: a read model kept outside this store receives each

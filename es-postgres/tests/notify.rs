@@ -1,0 +1,125 @@
+//! Commit notifications across processes: a store's commit signal fires for appends made
+//! through another store (another pool, as another process would have), its listener comes
+//! back after its connection is killed, and listening can be turned off.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use es_core::store::CommitSignal;
+use es_core::{EventStore, ExpectedVersion, NewEvent, RawEvent, StreamId};
+use es_postgres::{PostgresOptions, PostgresStore};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn event() -> NewEvent {
+    NewEvent::new(RawEvent::new("Ticked", 1, "{}"))
+}
+
+/// A second store on `store`'s schema: its own pool and listener, as in another process.
+async fn twin(store: &PostgresStore, options: PostgresOptions) -> PostgresStore {
+    PostgresStore::connect_with(&common::database_url(), options.schema(store.schema()))
+        .await
+        .expect("cannot open a second store on the schema")
+}
+
+/// Waits for `signal` to move past `seen`; panics after `WAIT`.
+async fn fired(signal: &CommitSignal, seen: u64, what: &str) {
+    if tokio::time::timeout(WAIT, signal.changed(seen)).await.is_err() {
+        panic!("the commit signal did not fire within {WAIT:?}: {what}");
+    }
+}
+
+/// The server processes listening for `store`'s schema.
+async fn listeners(client: &tokio_postgres::Client, store: &PostgresStore) -> Vec<i32> {
+    let name = format!("es listener {}", store.schema());
+    let name = &name[..name.len().min(63)];
+    let rows = client
+        .query("SELECT pid FROM pg_stat_activity WHERE application_name = $1", &[&name])
+        .await
+        .expect("cannot read pg_stat_activity");
+    rows.iter().map(|row| row.get(0)).collect()
+}
+
+/// Waits until `store`'s listener is connected (it fires the signal once it listens).
+async fn listening(client: &tokio_postgres::Client, store: &PostgresStore) -> Vec<i32> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let pids = listeners(client, store).await;
+        if !pids.is_empty() {
+            return pids;
+        }
+        assert!(Instant::now() < deadline, "no listener connected within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_by_another_store_fires_the_signal() {
+    let reader = common::store("notify_other").await;
+    let writer = twin(&reader, PostgresOptions::new().listen_for_commits(false)).await;
+    let signal = reader.commit_signal().expect("a PostgreSQL store has a commit signal");
+    let client = common::raw_client().await;
+    listening(&client, &reader).await;
+    // LISTEN is done once the signal fired for it.
+    fired(&signal, 0, "when the listener started listening").await;
+    for n in 0..3 {
+        let seen = signal.generation();
+        let stream = StreamId::new("Clock", n.to_string());
+        writer.append(&stream, ExpectedVersion::NoStream, vec![event()]).await.expect("append");
+        fired(&signal, seen, "after another store's append").await;
+    }
+    common::drop_schema(&reader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_comes_back_after_its_connection_is_killed() {
+    let reader = common::store("notify_reconnect").await;
+    let writer = twin(&reader, PostgresOptions::new().listen_for_commits(false)).await;
+    let signal = reader.commit_signal().expect("a PostgreSQL store has a commit signal");
+    let client = common::raw_client().await;
+    let before = listening(&client, &reader).await;
+    fired(&signal, 0, "when the listener started listening").await;
+
+    let seen = signal.generation();
+    for pid in &before {
+        client.execute("SELECT pg_terminate_backend($1)", &[pid]).await.expect("cannot terminate the listener");
+    }
+    // It reconnects, and fires once on listening again: nothing waits for a notification sent
+    // while it was away.
+    fired(&signal, seen, "when the listener listened again").await;
+    let after = listening(&client, &reader).await;
+    assert!(after.iter().all(|pid| !before.contains(pid)), "a new connection: {before:?} then {after:?}");
+
+    let seen = signal.generation();
+    writer.append(&StreamId::new("Clock", "after"), ExpectedVersion::NoStream, vec![event()]).await.expect("append");
+    fired(&signal, seen, "after another store's append, once reconnected").await;
+    common::drop_schema(&reader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_listening_no_connection_listens_and_own_appends_still_fire() {
+    let store = common::store_with("notify_off", PostgresOptions::new().listen_for_commits(false)).await;
+    let signal = store.commit_signal().expect("a PostgreSQL store has a commit signal");
+    let seen = signal.generation();
+    store.append(&StreamId::new("Clock", "own"), ExpectedVersion::NoStream, vec![event()]).await.expect("append");
+    assert_ne!(signal.generation(), seen, "the store's own append fires the signal");
+    let client = common::raw_client().await;
+    assert!(listeners(&client, &store).await.is_empty(), "no listener connection");
+    common::drop_schema(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_stops_with_the_store() {
+    let store = common::store("notify_drop").await;
+    let client = common::raw_client().await;
+    listening(&client, &store).await;
+    let probe = twin(&store, PostgresOptions::new().listen_for_commits(false)).await;
+    drop(store);
+    let deadline = Instant::now() + WAIT;
+    while !listeners(&client, &probe).await.is_empty() {
+        assert!(Instant::now() < deadline, "the listener outlived its store");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    common::drop_schema(&probe).await;
+}
