@@ -174,7 +174,7 @@ pub use serde;
 pub use serde_json;
 
 #[cfg(feature = "testing")]
-pub use es_core::conformance_suite;
+pub use es_core::{conformance_suite, projection_suite};
 
 /// The schema model (what `#[event]` and `#[derive(Aggregate)]` record) and, with feature
 /// `schema-docs` (on by default), what is made of it: [`System`](schema::System), the

@@ -123,3 +123,31 @@ async fn the_listener_stops_with_the_store() {
     }
     common::drop_schema(&probe).await;
 }
+
+/// A caught-up projection whose poll interval is an hour follows appends made through
+/// another store (as by another process): only the notifications can wake it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_follows_another_process_without_polling() {
+    use es_core::projection::{ProjectionOptions, ProjectionRunner};
+    use es_core::testing::projection_suite::{MemoryReadModel, Ticks, counter, increment};
+
+    let reader = common::store("notify_runner").await;
+    let writer = twin(&reader, PostgresOptions::new().listen_for_commits(false)).await;
+    let client = common::raw_client().await;
+    listening(&client, &reader).await;
+    let model = MemoryReadModel::new();
+    let options = ProjectionOptions { poll_interval: Duration::from_secs(3600), ..ProjectionOptions::default() };
+    let runner = ProjectionRunner::new(Ticks::<1>::default(), reader.clone(), model.clone()).with_options(options);
+    let handle = runner.handle();
+    let task = tokio::spawn(runner.run());
+    handle.wait_for_head(WAIT).await.expect("caught up on the empty store");
+    for n in 0..5 {
+        writer.append(&counter(&n.to_string()), ExpectedVersion::NoStream, vec![increment(1)]).await.expect("append");
+        let head = writer.head().await.expect("head");
+        handle.wait_for(&head, WAIT).await.expect("woken by the other store's notification");
+    }
+    handle.stop();
+    task.await.expect("the runner panicked").expect("the runner failed");
+    assert_eq!(model.rows(1).len(), 5);
+    common::drop_schema(&reader).await;
+}
