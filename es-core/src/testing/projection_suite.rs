@@ -230,8 +230,11 @@ pub trait ReadModelFixture: Send + Sync + 'static {
 /// lock: exactly once within the process. Clones share them.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryReadModel {
-    state: Arc<Mutex<(HashMap<String, SavedCheckpoint>, Vec<Row>)>>,
+    state: Arc<Mutex<Committed>>,
 }
+
+/// What a [`MemoryReadModel`] holds: the checkpoints by name, and the rows.
+type Committed = (HashMap<String, SavedCheckpoint>, Vec<Row>);
 
 impl MemoryReadModel {
     /// No rows, no checkpoints.
