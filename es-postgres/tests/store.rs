@@ -536,7 +536,7 @@ async fn an_append_whose_connection_is_killed_leaves_nothing() {
     let pid: i32 = loop {
         let rows = admin
             .query(
-                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT * FROM %.append(%' \
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT % FROM %.append(%' \
                  AND query LIKE $1",
                 &[&format!("%{}%", store.schema())],
             )
