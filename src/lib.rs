@@ -72,7 +72,9 @@
 //! in one file; `PostgresStore` (feature `postgres`) in a PostgreSQL schema shared by many
 //! processes; [`InMemoryStore`] keeps it in memory; [`AnyStore`] picks one at run time
 //! (`AnyStore::connect_from_env_or("bank.db").await` reads `DATABASE_URL`). Every store passes the same
-//! conformance suite (`es::conformance_suite!`, feature `testing`).
+//! conformance suite (`es::conformance_suite!`, feature `testing`), and the same projection
+//! suite (`es::projection_suite!`) with its read model committed where a user keeps it
+//! (`SqliteCheckpoints`, `PostgresCheckpoints`: exactly once, in the store's own database).
 //!
 //! Where things are: domain code needs `es::prelude::*`; tests add `es::testing::*`
 //! (given/when/then); the store contract and the store-author kit are in [`store`]; the
