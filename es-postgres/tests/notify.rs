@@ -151,3 +151,59 @@ async fn a_projection_follows_another_process_without_polling() {
     assert_eq!(model.rows(1).len(), 5);
     common::drop_schema(&reader).await;
 }
+
+/// Listens on `channel` with a connection of its own; every notification's payload goes to
+/// the returned receiver.
+async fn raw_listener(channel: &str) -> (tokio_postgres::Client, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let (client, mut connection) =
+        tokio_postgres::connect(&common::database_url(), tokio_postgres::NoTls).await.expect("connect");
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let tokio_postgres::AsyncMessage::Notification(notification) = message {
+                let _ = sender.send(notification.payload().to_owned());
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN \"{channel}\"")).await.expect("listen");
+    (client, receiver)
+}
+
+/// The payloads received before `end` (sent after everything else, so received last).
+async fn until_end(
+    client: &tokio_postgres::Client,
+    channel: &str,
+    receiver: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+) -> Vec<String> {
+    client.execute("SELECT pg_notify($1, 'end')", &[&channel]).await.expect("notify end");
+    let mut payloads = Vec::new();
+    loop {
+        match tokio::time::timeout(WAIT, receiver.recv()).await {
+            Ok(Some(payload)) if payload == "end" => return payloads,
+            Ok(Some(payload)) => payloads.push(payload),
+            other => panic!("the end notification did not come: {other:?}"),
+        }
+    }
+}
+
+/// One notification per committed append, however many events it holds; none for an append
+/// that wrote nothing; none at all with `notify_commits(false)`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_commit_notifies_once_and_only_when_asked_to() {
+    let store = common::store_with("notify_once", PostgresOptions::new().listen_for_commits(false)).await;
+    let channel = format!("es_commits_{}", store.schema());
+    let (client, mut receiver) = raw_listener(&channel).await;
+    let batch = (0..10).map(|_| event()).collect::<Vec<_>>();
+    store.append(&StreamId::new("Clock", "a"), ExpectedVersion::NoStream, batch.clone()).await.expect("append");
+    store.append(&StreamId::new("Clock", "b"), ExpectedVersion::NoStream, vec![event()]).await.expect("append");
+    // A retry of the first batch writes nothing, and a conflict neither.
+    store.append(&StreamId::new("Clock", "a"), ExpectedVersion::NoStream, batch).await.expect("retry");
+    let conflict = store.append(&StreamId::new("Clock", "b"), ExpectedVersion::NoStream, vec![event()]).await;
+    assert!(conflict.is_err_and(|error| error.is_conflict()));
+    assert_eq!(until_end(&client, &channel, &mut receiver).await, ["", ""], "one notification per commit");
+
+    let quiet = twin(&store, PostgresOptions::new().listen_for_commits(false).notify_commits(false)).await;
+    quiet.append(&StreamId::new("Clock", "c"), ExpectedVersion::NoStream, vec![event()]).await.expect("append");
+    assert!(until_end(&client, &channel, &mut receiver).await.is_empty(), "no notification when turned off");
+    common::drop_schema(&store).await;
+}
