@@ -1,8 +1,10 @@
 //! Choosing the store at run time: one type over every store this build of es has.
 
+use std::time::Duration;
+
 use uuid::Uuid;
 
-use crate::store::AllEventsPage;
+use crate::store::{AllEventsPage, LeaseAttempt, LeaseGrant, Leases};
 use crate::{
     Appended, Checkpoint, EventStore, ExpectedVersion, InMemoryStore, NewEvent, ReadAllFilter, Snapshot, StoreError,
     StoredEvent, StreamId, Version,
@@ -217,6 +219,17 @@ impl EventStore for AnyStore {
             #[cfg(feature = "postgres")]
             AnyStore::Postgres(store) => store.commit_signal(),
         }
+    }
+}
+
+/// The leases of the store inside ([`Leases`]).
+impl Leases for AnyStore {
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<LeaseAttempt, StoreError> {
+        delegate!(self, store => store.acquire_lease(name, holder, ttl))
+    }
+
+    async fn release_lease(&self, grant: &LeaseGrant) -> Result<(), StoreError> {
+        delegate!(self, store => store.release_lease(grant))
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use uuid::Uuid;
 
@@ -14,6 +14,7 @@ use crate::store::{
     AllEventsPage, Appended, Checkpoint, CommitSignal, EventStore, ExpectedVersion, NewEvent, Position, ReadAllFilter,
     Snapshot, StoreError, StoreOrigin, StoredEvent, StreamId, Version,
 };
+use crate::store::{LeaseAttempt, LeaseGrant, LeaseRow, Leases, next_token};
 
 /// An [`EventStore`] in memory. Clones share the same events.
 ///
@@ -60,6 +61,8 @@ struct Inner {
     streams: KeyMap<(StreamId, Vec<usize>)>,
     ids: HashMap<Uuid, usize>,
     snapshots: KeyMap<Arc<Snapshot>>,
+    /// Leases by name: the row every store keeps, and when it expires.
+    leases: HashMap<String, (LeaseRow, Instant)>,
 }
 
 impl InMemoryStore {
@@ -269,5 +272,37 @@ impl EventStore for InMemoryStore {
 
     fn commit_signal(&self) -> Option<CommitSignal> {
         Some(self.committed.clone())
+    }
+}
+
+/// Leases in the store's memory, on this process's monotonic clock.
+impl Leases for InMemoryStore {
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<LeaseAttempt, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let stored = inner.leases.get(name).map(|(row, expires)| {
+            (LeaseRow { live: *expires > now, ..row.clone() }, expires.saturating_duration_since(now))
+        });
+        let token = match stored {
+            None => 1,
+            Some((row, expires_in)) => match next_token(Some(&row), holder) {
+                Some(token) => token,
+                None => return Ok(LeaseAttempt::Held { holder: row.holder, expires_in }),
+            },
+        };
+        let row = LeaseRow { holder: holder.to_owned(), token, live: true };
+        inner.leases.insert(name.to_owned(), (row, now + ttl));
+        Ok(LeaseAttempt::Granted(LeaseGrant { name: name.to_owned(), holder: holder.to_owned(), token, ttl }))
+    }
+
+    async fn release_lease(&self, grant: &LeaseGrant) -> Result<(), StoreError> {
+        let now = Instant::now();
+        if let Some((row, expires)) = self.lock().leases.get_mut(&grant.name)
+            && row.holder == grant.holder
+            && row.token == grant.token
+        {
+            *expires = now;
+        }
+        Ok(())
     }
 }

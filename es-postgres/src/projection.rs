@@ -65,9 +65,7 @@ pub trait PostgresFlush<P>: Send + Sync + 'static {
     fn take(&self, projection: &mut P) -> Self::Batch;
 
     /// Writes `batch` in `tx`, the transaction that then saves `saved` (the checkpoint after
-    /// the batch) and commits. On a rebuild the runner first commits an empty batch with
-    /// `saved.checkpoint` at [`Checkpoint::START`](es_core::Checkpoint::START): empty the read
-    /// model's tables then.
+    /// the batch) and commits.
     ///
     /// # Errors
     /// Any error: nothing of the batch is written, its checkpoint is not saved, and the runner
@@ -78,6 +76,19 @@ pub trait PostgresFlush<P>: Send + Sync + 'static {
         batch: Self::Batch,
         saved: &SavedCheckpoint,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Empties the read model when a rebuild starts, in the transaction that then stores the
+    /// rebuild's first checkpoint (with its marker): a crash leaves either the old read model
+    /// with its old checkpoint, or the emptied one that the next run rebuilds. Nothing by
+    /// default: a read model written per version (a table per version, say) has nothing to
+    /// empty.
+    ///
+    /// # Errors
+    /// Any error: nothing is reset, and the runner stops.
+    fn reset(&self, tx: &Transaction<'_>) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = tx;
+        async { Ok(()) }
+    }
 }
 
 /// Keeps projection checkpoints in the store's schema (table `projection_checkpoints`, the
@@ -91,9 +102,9 @@ pub trait PostgresFlush<P>: Send + Sync + 'static {
 /// its checkpoint, and the next run starts again after the last committed batch: nothing is
 /// lost and nothing repeated. Start that run with a projection value holding no changes.
 ///
-/// A rebuild (a changed identity) starts from the first event but does not empty the read
-/// model's tables: do that in [`PostgresFlush::write`] when the checkpoint is
-/// [`Checkpoint::START`](es_core::Checkpoint::START).
+/// A rebuild (a changed identity, or `ProjectionRunner::rebuild`) starts from the first event:
+/// [`PostgresFlush::reset`] empties the read model in the transaction that stores the
+/// rebuild's first checkpoint and its marker, which the next run resumes after a crash.
 ///
 /// ```no_run
 /// # use es_postgres::{PostgresCheckpoints, PostgresFlush, PostgresStore};
@@ -150,7 +161,9 @@ impl<F> PostgresCheckpoints<F> {
                 name text PRIMARY KEY,
                 version bigint NOT NULL,
                 fingerprint text NOT NULL,
-                checkpoint text NOT NULL
+                checkpoint text NOT NULL,
+                rebuild text,
+                parked text
             )"
         );
         let client = store.client("cannot create the projection checkpoint table").await?;
@@ -164,12 +177,13 @@ impl<F> PostgresCheckpoints<F> {
         }
         Ok(Self {
             load_sql: Arc::from(format!(
-                "SELECT version, fingerprint, checkpoint FROM {s}.projection_checkpoints WHERE name = $1"
+                "SELECT version, fingerprint, checkpoint, rebuild, parked FROM {s}.projection_checkpoints WHERE name = $1"
             )),
             save_sql: Arc::from(format!(
-                "INSERT INTO {s}.projection_checkpoints (name, version, fingerprint, checkpoint) VALUES ($1, $2, $3, $4)
+                "INSERT INTO {s}.projection_checkpoints (name, version, fingerprint, checkpoint, rebuild, parked)
+                 VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (name) DO UPDATE SET version = excluded.version, fingerprint = excluded.fingerprint,
-                 checkpoint = excluded.checkpoint"
+                 checkpoint = excluded.checkpoint, rebuild = excluded.rebuild, parked = excluded.parked"
             )),
             store,
             flush,
@@ -194,16 +208,48 @@ where
         let rows =
             client.query_typed(&self.load_sql, &[(&name, Type::TEXT)]).await.map_err(statement_failed(context))?;
         let Some(row) = rows.first() else { return Ok(None) };
-        let (version, fingerprint, checkpoint): (i64, String, String) =
-            (|| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))().map_err(statement_failed(context))?;
-        SavedCheckpoint::from_row(name, version, fingerprint, &checkpoint).map(Some)
+        type Columns = (i64, String, String, Option<String>, Option<String>);
+        let (version, fingerprint, checkpoint, rebuild, parked): Columns =
+            (|| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get(4)?)))()
+                .map_err(statement_failed(context))?;
+        SavedCheckpoint::from_row(name, version, fingerprint, &checkpoint, rebuild.as_deref(), parked.as_deref())
+            .map(Some)
     }
 
     async fn commit(&self, projection: &Arc<Mutex<P>>, saved: &SavedCheckpoint) -> Result<(), CheckpointStoreError> {
+        self.write_batch(projection, saved, false).await
+    }
+
+    /// Empties the read model ([`PostgresFlush::reset`]) and stores the rebuild's first
+    /// checkpoint, in one transaction.
+    async fn reset(&self, projection: &Arc<Mutex<P>>, saved: &SavedCheckpoint) -> Result<(), CheckpointStoreError> {
+        self.write_batch(projection, saved, true).await
+    }
+}
+
+impl<F> PostgresCheckpoints<F> {
+    /// Writes the batch `projection` kept and `saved` in one transaction, after emptying the
+    /// read model when `reset`.
+    async fn write_batch<P>(
+        &self,
+        projection: &Arc<Mutex<P>>,
+        saved: &SavedCheckpoint,
+        reset: bool,
+    ) -> Result<(), CheckpointStoreError>
+    where
+        F: PostgresFlush<P>,
+    {
         let batch = self.flush.take(&mut projection.lock().unwrap_or_else(PoisonError::into_inner));
+        let (rebuild, parked) = saved.columns()?;
         let context = "cannot save a projection checkpoint";
         let mut client = self.store.client(context).await.map_err(failed)?;
         let tx = client.transaction().await.map_err(statement_failed(context))?;
+        if reset {
+            self.flush.reset(&tx).await.map_err(|error| {
+                let message = format!("emptying the read model of projection `{}` failed", saved.identity.name);
+                CheckpointStoreError::because(message, error)
+            })?;
+        }
         self.flush.write(&tx, batch, saved).await.map_err(|error| {
             let message = format!("writing the batch of projection `{}` failed", saved.identity.name);
             CheckpointStoreError::because(message, error)
@@ -217,6 +263,8 @@ where
                 (&version, Type::INT8),
                 (&saved.identity.fingerprint, Type::TEXT),
                 (&checkpoint, Type::TEXT),
+                (&rebuild, Type::TEXT),
+                (&parked, Type::TEXT),
             ],
         )
         .await

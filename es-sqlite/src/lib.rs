@@ -130,6 +130,7 @@ mod bridge;
 mod connections;
 mod error;
 mod inline;
+mod lease;
 mod projection;
 mod read;
 mod rows;

@@ -100,6 +100,9 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
+    /// Work guarded by a [`Lease`](super::Lease) stopped because the lease was lost.
+    #[error(transparent)]
+    LeaseLost(Box<super::LeaseLost>),
 }
 
 impl StoreError {

@@ -8,6 +8,7 @@
 mod checkpoint;
 mod error;
 pub mod kit;
+mod lease;
 mod signal;
 
 use std::fmt;
@@ -19,6 +20,9 @@ pub use self::checkpoint::{Checkpoint, CheckpointParseError, StoreOrigin};
 pub use self::error::{
     BackendError, BackendErrorKind, CorruptProblem, Corruption, PayloadProblem, StoreError, bounded,
 };
+pub use self::lease::{Lease, LeaseAttempt, LeaseGrant, LeaseLost, Leases};
+#[doc(hidden)]
+pub use self::lease::{LeaseRow, next_token};
 pub(crate) use self::signal::first_of;
 pub use self::signal::{Changed, CommitSignal};
 pub use crate::record::{NewEvent, Position, RawEvent, StoredEvent, StreamId, Version};
