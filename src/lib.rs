@@ -72,7 +72,9 @@
 //! in one file; `PostgresStore` (feature `postgres`) in a PostgreSQL schema shared by many
 //! processes; [`InMemoryStore`] keeps it in memory; [`AnyStore`] picks one at run time
 //! (`AnyStore::connect_from_env_or("bank.db").await` reads `DATABASE_URL`). Every store passes the same
-//! conformance suite (`es::conformance_suite!`, feature `testing`).
+//! conformance suite (`es::conformance_suite!`, feature `testing`), and the same projection
+//! suite (`es::projection_suite!`) with its read model committed where a user keeps it
+//! (`SqliteCheckpoints`, `PostgresCheckpoints`: exactly once, in the store's own database).
 //!
 //! Where things are: domain code needs `es::prelude::*`; tests add `es::testing::*`
 //! (given/when/then); the store contract and the store-author kit are in [`store`]; the
@@ -154,7 +156,9 @@ pub use es_core::{
 };
 pub use es_derive::{Aggregate, Projection, apply, event};
 #[cfg(feature = "postgres")]
-pub use es_postgres::{PostgresOptions, PostgresStore};
+pub use es_postgres::{
+    PostgresCheckpoints, PostgresFlush, PostgresInline, PostgresInlineStore, PostgresOptions, PostgresStore,
+};
 #[cfg(feature = "sqlite")]
 pub use es_sqlite::{InlineProjection, InlineStore, SqliteCheckpoints, SqliteStore};
 pub use uuid::Uuid;
@@ -172,7 +176,7 @@ pub use serde;
 pub use serde_json;
 
 #[cfg(feature = "testing")]
-pub use es_core::conformance_suite;
+pub use es_core::{conformance_suite, projection_suite};
 
 /// The schema model (what `#[event]` and `#[derive(Aggregate)]` record) and, with feature
 /// `schema-docs` (on by default), what is made of it: [`System`](schema::System), the

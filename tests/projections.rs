@@ -1,17 +1,21 @@
-//! Projections through the facade, as a user writes them: the derive, given/then, and the
-//! runner over the in-memory store (catch-up, live following, aliases and upcasting, future
-//! versions, retries, parking, identity changes, status and read-your-writes).
+//! Projections through the facade, as a user writes them: the derive, given/then, the runner
+//! over the in-memory store (aliases and upcasting, future versions, identity changes, status,
+//! partition-count changes) and inline projections on SQLite and PostgreSQL. Catch-up, live
+//! following, poisoned events, partitions, rebuilds and crashes are checked on every store by
+//! the projection suite (`tests/projection_suite.rs`).
 
 #![allow(missing_docs)]
 
+#[cfg(feature = "postgres")]
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use es::prelude::*;
 use es::projection::{
-    CheckpointStore, DispatchError, IdentityChange, InMemoryCheckpointStore, OnFailure, Partition, ProjectionError,
+    CheckpointStore, DispatchError, IdentityChange, InMemoryCheckpointStore, Partition, ProjectionError,
     ProjectionIdentity, ProjectionOptions, ProjectionRunner, Rebuilt, RunState, SavedCheckpoint, WaitError,
 };
 use es::testing::*;
@@ -142,25 +146,6 @@ impl Handle<BranchOpened> for Openings {
     }
 }
 
-/// Fails on deposits of 13 for its first `fail_times` tries of each.
-#[derive(Projection, Default, Debug)]
-#[projection(name = "fragile", events(MoneyDeposited))]
-pub struct Fragile {
-    fail_times: u32,
-    tries: Arc<AtomicU32>,
-    total: u64,
-}
-
-impl Handle<MoneyDeposited> for Fragile {
-    fn handle(&mut self, event: &Envelope<MoneyDeposited>) -> Result<(), HandlerError> {
-        if event.event.amount == 13 && self.tries.fetch_add(1, Ordering::SeqCst) < self.fail_times {
-            return Err("thirteen is unlucky".into());
-        }
-        self.total += event.event.amount;
-        Ok(())
-    }
-}
-
 const WAIT: Duration = Duration::from_secs(10);
 
 fn new_event<E: Event>(event: &E) -> NewEvent {
@@ -246,78 +231,6 @@ fn same_named_events_of_two_aggregates_reach_their_own_handlers() {
 }
 
 #[tokio::test]
-async fn a_projection_added_after_many_events_sees_each_once_in_order() {
-    let store = InMemoryStore::new();
-    for n in 0..50 {
-        let stream = account(&n.to_string());
-        append(&store, &stream, vec![new_event(&AccountOpened { owner: "x".into() }), deposit(10)]).await;
-        // Events the projection does not select, in between.
-        append(&store, &StreamId::new("Shop", n.to_string()), vec![new_event(&ShopOpened { city: "c".into() })]).await;
-    }
-    let runner =
-        ProjectionRunner::new(Balances::default(), store.clone(), InMemoryCheckpointStore::new()).with_options(fast());
-    let handle = runner.handle();
-    let task = tokio::spawn(runner.run());
-    handle.wait_for_head(WAIT).await.unwrap();
-    handle.read(|balances| {
-        assert_eq!(balances.positions.len(), 100);
-        assert_eq!(balances.balances.len(), 50);
-        assert!(balances.balances.values().all(|b| *b == 10));
-    });
-    let status = handle.status().await.unwrap();
-    assert_eq!((status.lag, status.checkpoint == status.head), (0, true));
-    assert!(status.is_healthy(0), "{status:?}");
-    handle.stop();
-    task.await.unwrap().unwrap();
-    assert!(matches!(handle.state(), RunState::Stopped));
-    assert!(!handle.status().await.unwrap().is_healthy(u64::MAX));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn it_follows_writers_live_and_resumes_from_its_checkpoint() {
-    let store = InMemoryStore::new();
-    let checkpoints = InMemoryCheckpointStore::new();
-    // A slow poll: only the store's commit signal can make this test fast.
-    let options = ProjectionOptions { poll_interval: Duration::from_secs(60), ..fast() };
-    let runner =
-        ProjectionRunner::new(Balances::default(), store.clone(), checkpoints.clone()).with_options(options.clone());
-    let handle = runner.handle();
-    let task = tokio::spawn(runner.run());
-    let writers: Vec<_> = (0..4)
-        .map(|w| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                for n in 0..25 {
-                    append(&store, &account(&format!("{w}-{n}")), vec![deposit(1)]).await;
-                }
-            })
-        })
-        .collect();
-    for writer in writers {
-        writer.await.unwrap();
-    }
-    handle.wait_for_head(WAIT).await.unwrap();
-    assert_eq!(handle.read(|b| b.positions.len()), 100);
-    // Read-your-writes: one more event, waited for by its checkpoint.
-    append(&store, &account("last"), vec![deposit(5)]).await;
-    let head = store.head().await.unwrap();
-    handle.wait_for(&head, WAIT).await.unwrap();
-    assert_eq!(handle.read(|b| b.balances["last"]), 5);
-    handle.stop();
-    task.await.unwrap().unwrap();
-
-    // A new runner over the same checkpoints resumes: it sees only what came after.
-    append(&store, &account("after"), vec![deposit(2)]).await;
-    let runner = ProjectionRunner::new(Balances::default(), store.clone(), checkpoints).with_options(options);
-    let handle = runner.handle();
-    let task = tokio::spawn(runner.run());
-    handle.wait_for_head(WAIT).await.unwrap();
-    handle.read(|b| assert_eq!(b.balances.keys().collect::<Vec<_>>(), ["after"]));
-    handle.stop();
-    task.await.unwrap().unwrap();
-}
-
-#[tokio::test]
 async fn records_under_an_alias_and_of_old_versions_reach_the_new_handler() {
     let store = InMemoryStore::new();
     let stream = account("ann");
@@ -355,63 +268,6 @@ async fn a_future_version_stops_the_projection_with_a_typed_error() {
     assert!(matches!(handle.state(), RunState::Failed(_)));
     assert!(matches!(handle.wait_for_head(WAIT).await, Err(WaitError::Failed { .. })));
     assert!(!handle.status().await.unwrap().is_healthy(u64::MAX));
-}
-
-#[tokio::test]
-async fn a_failing_handler_is_retried_then_stops_naming_the_event() {
-    let store = InMemoryStore::new();
-    append(&store, &account("a"), vec![deposit(1), deposit(13), deposit(2)]).await;
-    let tries = Arc::new(AtomicU32::new(0));
-    let fragile = Fragile { fail_times: u32::MAX, tries: Arc::clone(&tries), total: 0 };
-    let runner = ProjectionRunner::new(fragile, store, InMemoryCheckpointStore::new()).with_options(fast());
-    let handle = runner.handle();
-    let error = runner.run().await.unwrap_err();
-    assert_eq!(tries.load(Ordering::SeqCst), 3);
-    match error.as_ref() {
-        ProjectionError::Handler { event, attempts: 3, .. } => {
-            assert_eq!((event.position.0, event.stream_version.0, event.event_type.as_str()), (2, 2, "MoneyDeposited"));
-            assert_eq!(event.stream, account("a"));
-        }
-        other => panic!("unexpected {other}"),
-    }
-    let message = error.to_string();
-    assert!(message.contains("event 2 of stream BankAccount/a") && message.contains("position 2"), "{message}");
-    // Its batch was not checkpointed: a restart hands the batch to the handlers again.
-    assert_eq!(handle.checkpoint(), Checkpoint::START);
-}
-
-#[tokio::test]
-async fn a_retry_that_succeeds_loses_nothing() {
-    let store = InMemoryStore::new();
-    append(&store, &account("a"), vec![deposit(1), deposit(13), deposit(2)]).await;
-    let fragile = Fragile { fail_times: 2, tries: Arc::default(), total: 0 };
-    let runner = ProjectionRunner::new(fragile, store, InMemoryCheckpointStore::new()).with_options(fast());
-    let handle = runner.handle();
-    let task = tokio::spawn(runner.run());
-    handle.wait_for_head(WAIT).await.unwrap();
-    assert_eq!(handle.read(|f| f.total), 16);
-    handle.stop();
-    task.await.unwrap().unwrap();
-}
-
-#[tokio::test]
-async fn a_parked_event_is_set_aside_and_the_rest_goes_on() {
-    let store = InMemoryStore::new();
-    append(&store, &account("a"), vec![deposit(1), deposit(13), deposit(2)]).await;
-    let fragile = Fragile { fail_times: u32::MAX, tries: Arc::default(), total: 0 };
-    let options = ProjectionOptions { on_failure: OnFailure::Park, ..fast() };
-    let runner = ProjectionRunner::new(fragile, store, InMemoryCheckpointStore::new()).with_options(options);
-    let handle = runner.handle();
-    let task = tokio::spawn(runner.run());
-    handle.wait_for_head(WAIT).await.unwrap();
-    assert_eq!(handle.read(|f| f.total), 3);
-    let parked = handle.parked();
-    assert_eq!(parked.len(), 1);
-    assert_eq!((parked[0].event.position.0, parked[0].attempts), (2, 3));
-    assert!(parked[0].error.contains("unlucky"));
-    assert_eq!(handle.status().await.unwrap().parked, 1);
-    handle.stop();
-    task.await.unwrap().unwrap();
 }
 
 #[tokio::test]
@@ -523,43 +379,6 @@ fn assert_each_event_once_in_stream_order(handles: &[PartitionHandle], events: u
     assert_eq!(all.len(), events, "every event exactly once");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn four_partitions_under_concurrent_writers_handle_each_event_once_in_stream_order() {
-    let store = InMemoryStore::new();
-    let checkpoints = InMemoryCheckpointStore::new();
-    let options = ProjectionOptions { poll_interval: Duration::from_secs(60), ..fast() };
-    let partitions = start_partitions(&store, &checkpoints, 4, &options);
-    let writers: Vec<_> = (0..4)
-        .map(|w| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                for n in 0..50 {
-                    // Writers share streams: 20 streams, each written by several writers.
-                    append(&store, &account(&((w * 7 + n) % 20).to_string()), vec![deposit(1)]).await;
-                }
-            })
-        })
-        .collect();
-    for writer in writers {
-        writer.await.unwrap();
-    }
-    let handles: Vec<_> = partitions.iter().map(|(handle, _)| handle.clone()).collect();
-    for handle in &handles {
-        handle.wait_for_head(WAIT).await.unwrap();
-        assert_eq!(handle.status().await.unwrap().lag, 0);
-    }
-    assert_each_event_once_in_stream_order(&handles, 200);
-    assert!(handles.iter().filter(|h| h.read(|p| !p.seen.is_empty())).count() >= 3, "the streams spread");
-    for (handle, task) in partitions {
-        assert_eq!(handle.rebuilt(), None);
-        handle.stop();
-        task.await.unwrap().unwrap();
-    }
-    // Each partition stored its own checkpoint, with the layout.
-    let third = checkpoints.load("per_stream#3").await.unwrap().unwrap();
-    assert!(third.identity.fingerprint.ends_with("+3/4"), "{third:?}");
-}
-
 #[tokio::test]
 async fn changing_the_partition_count_is_a_rebuild_and_the_runner_says_so() {
     let store = InMemoryStore::new();
@@ -606,27 +425,6 @@ async fn changing_the_partition_count_is_a_rebuild_and_the_runner_says_so() {
     task.await.unwrap().unwrap();
     let saved = checkpoints.load("per_stream").await.unwrap().unwrap();
     assert_eq!(saved.identity, <PerStream as Projection>::identity());
-}
-
-#[cfg(feature = "sqlite")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sqlite_store_wakes_its_followers_on_commit() {
-    let store = es::SqliteStore::open_in_memory().unwrap();
-    // A poll interval no test would wait for: only the commit signal can wake the runner.
-    let options = ProjectionOptions { poll_interval: Duration::from_secs(3600), ..fast() };
-    let runner =
-        ProjectionRunner::new(Balances::default(), store.clone(), InMemoryCheckpointStore::new()).with_options(options);
-    let handle = runner.handle();
-    let task = tokio::spawn(runner.run());
-    handle.wait_for_head(WAIT).await.unwrap();
-    for n in 0..20 {
-        store.append(&account(&n.to_string()), ExpectedVersion::Any, vec![deposit(1)]).await.unwrap();
-        let head = store.head().await.unwrap();
-        handle.wait_for(&head, WAIT).await.unwrap();
-    }
-    assert_eq!(handle.read(|b| b.positions.len()), 20);
-    handle.stop();
-    task.await.unwrap().unwrap();
 }
 
 /// A read model in the store's SQLite file: handlers keep their changes, and
@@ -711,36 +509,6 @@ async fn run_sql_balances_to_head(store: &es::SqliteStore, options: ProjectionOp
 
 #[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_sqlite_a_failure_mid_batch_repeats_nothing_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bank.db");
-    let store = es::SqliteStore::open(&path).unwrap();
-    // 10 deposits of 1..=10 on two accounts; batches of 4: [1 2 3 4] [5 6 7 8] [9 10].
-    for amount in 1..=10 {
-        let stream = account(if amount % 2 == 0 { "even" } else { "odd" });
-        store.append(&stream, ExpectedVersion::Any, vec![deposit(amount)]).await.unwrap();
-    }
-    let options = ProjectionOptions { batch_size: 4, ..fast() };
-
-    // The handler fails on 6, in the middle of the second batch: the run stops, and only the
-    // first batch is in the table, with its checkpoint.
-    let checkpoints = es::SqliteCheckpoints::new(store.clone(), flush_balances).await.unwrap();
-    let failing = SqlBalances { fail_on: Some(6), ..SqlBalances::default() };
-    let runner = ProjectionRunner::new(failing, store.clone(), checkpoints).with_options(options.clone());
-    let error = runner.run().await.unwrap_err();
-    assert!(matches!(error.as_ref(), ProjectionError::Handler { event, .. } if event.position.0 == 6), "{error}");
-    assert_eq!(balances_table(&store).await, [("even".to_owned(), 6, 2), ("odd".to_owned(), 4, 2)]);
-
-    // After a restart (the same file, a new process), a clean run finishes the job: every
-    // deposit counted once.
-    drop(store);
-    let store = es::SqliteStore::open(&path).unwrap();
-    run_sql_balances_to_head(&store, options).await;
-    assert_eq!(balances_table(&store).await, [("even".to_owned(), 30, 5), ("odd".to_owned(), 25, 5)]);
-}
-
-#[cfg(feature = "sqlite")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sqlite_a_stop_while_the_next_page_is_read_ahead_loses_nothing_and_repeats_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = es::SqliteStore::open(dir.path().join("bank.db")).unwrap();
@@ -776,56 +544,15 @@ async fn on_sqlite_a_stop_while_the_next_page_is_read_ahead_loses_nothing_and_re
     assert_eq!(balances_table(&store).await, [("even".to_owned(), 420, 20), ("odd".to_owned(), 400, 20)]);
 }
 
-#[cfg(feature = "sqlite")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_sqlite_four_partitions_write_one_read_model_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = es::SqliteStore::open(dir.path().join("bank.db")).unwrap();
-    let options = ProjectionOptions { batch_size: 16, poll_interval: Duration::from_secs(60), ..fast() };
-    let mut partitions = Vec::new();
-    for partition in Partition::all(4) {
-        let checkpoints = es::SqliteCheckpoints::new(store.clone(), flush_balances).await.unwrap();
-        let runner = ProjectionRunner::new(SqlBalances::default(), store.clone(), checkpoints)
-            .with_options(options.clone())
-            .with_partition(partition);
-        partitions.push((runner.handle(), tokio::spawn(runner.run())));
-    }
-    let writers: Vec<_> = (0..3u64)
-        .map(|w| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                for n in 0..40u64 {
-                    let stream = account(&((w + n) % 12).to_string());
-                    store.append(&stream, ExpectedVersion::Any, vec![deposit(n + 1)]).await.unwrap();
-                }
-            })
-        })
-        .collect();
-    for writer in writers {
-        writer.await.unwrap();
-    }
-    for (handle, _) in &partitions {
-        handle.wait_for_head(WAIT).await.unwrap();
-    }
-    for (handle, task) in partitions {
-        handle.stop();
-        task.await.unwrap().unwrap();
-    }
-    let table = balances_table(&store).await;
-    assert_eq!(table.len(), 12);
-    assert_eq!(table.iter().map(|(_, _, deposits)| deposits).sum::<i64>(), 120);
-    assert_eq!(table.iter().map(|(_, total, _)| total).sum::<i64>(), 3 * (40 * 41 / 2));
-}
-
 /// A vault's deposits; its read model is kept inline.
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[derive(Aggregate, Default, Debug, Clone)]
 #[aggregate(id = String, events(MoneyDeposited))]
 pub struct Vault {
     total: u64,
 }
 
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl Apply<MoneyDeposited> for Vault {
     fn apply(&mut self, event: &MoneyDeposited) {
         self.total += event.amount;
@@ -858,6 +585,36 @@ impl es::InlineProjection for VaultTotals {
     }
 }
 
+/// Deposits 40, then 2, into vault `v`.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+async fn deposit_40_and_2<S: EventStore>(vaults: &Repository<Vault, S>) {
+    for (amount, reference) in [(40, "a"), (2, "b")] {
+        vaults
+            .execute("v", |_| Ok::<_, std::convert::Infallible>(MoneyDeposited { amount, reference: reference.into() }))
+            .await
+            .unwrap();
+    }
+}
+
+/// A deposit of 5000 fails the command with the inline projection's typed error.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+async fn assert_a_big_deposit_is_refused<S: EventStore>(vaults: &Repository<Vault, S>) {
+    let error = vaults
+        .execute("v", |_| Ok::<_, std::convert::Infallible>(MoneyDeposited { amount: 5000, reference: "c".into() }))
+        .await
+        .unwrap_err();
+    let store_error = match &error {
+        es::repository::RepositoryError::Store(store_error) => store_error,
+        other => panic!("unexpected {other}"),
+    };
+    assert!(
+        matches!(store_error, es::StoreError::InlineProjection { projection, source }
+            if projection == "vault_totals" && source.to_string().contains("5000")),
+        "{store_error}"
+    );
+    assert!(store_error.to_string().contains("nothing was appended"), "{store_error}");
+}
+
 #[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn an_inline_projection_commits_with_the_command_or_fails_it_leaving_nothing() {
@@ -886,32 +643,92 @@ async fn an_inline_projection_commits_with_the_command_or_fails_it_leaving_nothi
     };
 
     // Committed together: the read model is up to date the moment the command returns.
-    vaults
-        .execute("v", |_| Ok::<_, std::convert::Infallible>(MoneyDeposited { amount: 40, reference: "a".into() }))
-        .await
-        .unwrap();
-    vaults
-        .execute("v", |_| Ok::<_, std::convert::Infallible>(MoneyDeposited { amount: 2, reference: "b".into() }))
-        .await
-        .unwrap();
+    deposit_40_and_2(&vaults).await;
     assert_eq!(totals(store.clone()).await, [("v".to_owned(), 42, 2)]);
 
     // Failed together: a typed error, no event, no change (the row it wrote was rolled back).
-    let error = vaults
-        .execute("v", |_| Ok::<_, std::convert::Infallible>(MoneyDeposited { amount: 5000, reference: "c".into() }))
-        .await
-        .unwrap_err();
-    let store_error = match &error {
-        es::repository::RepositoryError::Store(store_error) => store_error,
-        other => panic!("unexpected {other}"),
-    };
-    assert!(
-        matches!(store_error, es::StoreError::InlineProjection { projection, source }
-            if projection == "vault_totals" && source.to_string().contains("5000")),
-        "{store_error}"
-    );
-    assert!(store_error.to_string().contains("nothing was appended"), "{store_error}");
+    assert_a_big_deposit_is_refused(&vaults).await;
     assert_eq!(totals(store.clone()).await, [("v".to_owned(), 42, 2)]);
     assert_eq!(store.stream_version(&StreamId::new("Vault", "v")).await.unwrap(), Version(2));
     assert_eq!(vaults.load("v").await.unwrap().state.total, 42);
+}
+
+/// Vault totals in PostgreSQL, updated in the append's transaction; refuses deposits over 1000.
+#[cfg(feature = "postgres")]
+struct PgVaultTotals {
+    table: String,
+}
+
+#[cfg(feature = "postgres")]
+impl es::PostgresInline for PgVaultTotals {
+    fn name(&self) -> &str {
+        "vault_totals"
+    }
+
+    async fn apply(
+        &self,
+        tx: &es_postgres::tokio_postgres::Transaction<'_>,
+        events: &[es::StoredEvent],
+    ) -> Result<(), HandlerError> {
+        use es_postgres::tokio_postgres::types::Type;
+        let upsert = format!(
+            "INSERT INTO {} (vault, total, version) VALUES ($1, $2, $3)
+             ON CONFLICT (vault) DO UPDATE SET total = {0}.total + excluded.total, version = excluded.version",
+            self.table
+        );
+        for record in events {
+            let deposit = es::projection::decode_event::<MoneyDeposited>(record)?;
+            let (amount, version) = (i64::try_from(deposit.event.amount)?, i64::try_from(record.stream_version.0)?);
+            tx.execute_typed(
+                &upsert,
+                &[(&record.stream.id(), Type::TEXT), (&amount, Type::INT8), (&version, Type::INT8)],
+            )
+            .await?;
+            if deposit.event.amount > 1000 {
+                return Err(format!("deposit of {} refused by the read model", deposit.event.amount).into());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_an_inline_projection_commits_with_the_command_or_fails_it_leaving_nothing() {
+    let schema = common::facade_schema("inline");
+    let store = common::postgres_store(es::PostgresOptions::new().schema(schema.as_str())).await;
+    let table = format!("\"{schema}\".vault_totals");
+    let client = store.pool().get().await.unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (vault text PRIMARY KEY, total bigint NOT NULL, version bigint NOT NULL)"
+        ))
+        .await
+        .unwrap();
+    let totals = || async {
+        let rows =
+            client.query(&format!("SELECT vault, total, version FROM {table} ORDER BY vault"), &[]).await.unwrap();
+        rows.iter().map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1), row.get::<_, i64>(2))).collect::<Vec<_>>()
+    };
+    let inline = es::PostgresInlineStore::new(store.clone(), PgVaultTotals { table: table.clone() });
+    let vaults = Repository::<Vault, _>::new(inline);
+
+    // Committed together: the read model is up to date the moment the command returns.
+    deposit_40_and_2(&vaults).await;
+    assert_eq!(totals().await, [("v".to_owned(), 42, 2)]);
+
+    // Failed together: a typed error, no event, no change (the row it wrote was rolled back).
+    assert_a_big_deposit_is_refused(&vaults).await;
+    assert_eq!(totals().await, [("v".to_owned(), 42, 2)]);
+    assert_eq!(store.stream_version(&StreamId::new("Vault", "v")).await.unwrap(), Version(2));
+    assert_eq!(store.head().await.unwrap(), vaults.store().head().await.unwrap());
+    assert_eq!(vaults.load("v").await.unwrap().state.total, 42);
+
+    // A version conflict through the inline store is a conflict, and writes nothing either.
+    let stale = es::PostgresInlineStore::new(store.clone(), PgVaultTotals { table: table.clone() })
+        .append(&StreamId::new("Vault", "v"), ExpectedVersion::Exact(Version(1)), vec![deposit(1)])
+        .await;
+    assert!(stale.is_err_and(|error| error.is_conflict()));
+    assert_eq!(totals().await, [("v".to_owned(), 42, 2)]);
+    client.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE")).await.unwrap();
 }

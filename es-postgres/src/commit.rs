@@ -325,6 +325,21 @@ fn shared_failure(count: usize, error: StoreError) -> Vec<Outcome> {
     outcomes
 }
 
+// ---- LISTEN/NOTIFY (notify.rs): the one addition to the append path. ----
+/// The append statement `insert_sql` (`SELECT * FROM <schema>.append(…)`) that also sends
+/// `NOTIFY channel` when it inserted rows: in the statement's own transaction, so the
+/// notification is delivered at commit and never for an append that rolled back, and once per
+/// commit (PostgreSQL folds the identical notifications of one transaction into one). The
+/// extra last column is not read. `None` when the statement is not of that shape.
+pub(crate) fn notifying(insert_sql: &str, channel: &str) -> Option<String> {
+    let call = insert_sql.strip_prefix("SELECT * FROM ")?;
+    // `channel` is made of a checked identifier (lower-case ASCII, digits, `_`): no quote in it.
+    Some(format!(
+        "SELECT a.*, CASE WHEN a.o_inserted > 0 THEN (SELECT 1 FROM pg_notify('{channel}', '')) END FROM {call} AS a"
+    ))
+}
+// ---- end of LISTEN/NOTIFY ----
+
 pub(crate) fn impossible_frontier(reason: &str) -> StoreError {
     StoreError::corrupt(Corruption::new(CorruptProblem::ImpossiblePosition { found: reason.to_owned() }))
 }

@@ -125,9 +125,11 @@
 //!   the pool instead of going to the next call; connections are not otherwise tested when
 //!   taken (no round trip per call).
 //! - **No session state.** Every statement names the schema; the store sets no `search_path`,
-//!   uses no session advisory locks, no temporary tables, no `LISTEN`. Appends and reads are
-//!   single statements in their own implicit transactions; only the migration on connect is a
-//!   multi-statement transaction (with a transaction-scoped advisory lock).
+//!   uses no session advisory locks, no temporary tables, and LISTENs only on a connection of
+//!   its own, outside the pool (see "Commit notifications"). Appends and reads are single
+//!   statements in their own implicit transactions; only the migration on connect, an
+//!   exactly-once projection's batch ([`PostgresCheckpoints`]) and an append through a
+//!   [`PostgresInlineStore`] are multi-statement transactions.
 //! - **PgBouncer in transaction mode** works: statements are sent with their parameter types
 //!   as unnamed statements (tokio-postgres's `query_typed`), never as named prepared
 //!   statements that a pooler would hand to another server connection. The cost is one parse
@@ -148,6 +150,41 @@
 //!   primary may be ahead of the replica (the reader then sees nothing new until the replica
 //!   catches up), and a repository that appends after reading a stream on a lagging replica
 //!   gets version conflicts (which it retries) — send commands to the primary.
+//!
+//! # Commit notifications
+//!
+//! Projections follow the store without polling it: [`EventStore::commit_signal`] returns a
+//! signal that a [`ProjectionRunner`](es_core::projection::ProjectionRunner) waits on once it
+//! has caught up.
+//!
+//! - Every append that writes sends `pg_notify('es_commits_<schema>', '')` inside its own
+//!   statement, so in its own transaction: the notification is delivered when the append
+//!   commits, never for one that rolled back, and once per commit (the group commit's appends
+//!   share one). It costs no round trip; PostgreSQL takes its notification queue's lock at
+//!   commit, which appends, serialized by the frontier anyway, do not feel.
+//! - A background task holds one connection of its own (not one of the pool's), LISTENs on
+//!   that channel and fires the signal for every notification, whichever process appended.
+//!   The store also fires it itself after each of its own appends.
+//! - The listener reconnects after a lost connection (backoff up to 5 seconds; TCP
+//!   keepalives notice a dead peer within about a minute) and fires the signal once each time
+//!   it listens again, so no reader waits for a notification sent while it was away.
+//!
+//! **The worst-case delay** before a caught-up projection sees an append of another process
+//! is the notification's trip (it leaves at commit) plus one read. While the listener is
+//! reconnecting, and where LISTEN is unavailable, the bound is the runner's
+//! `poll_interval` plus one read: PgBouncer in transaction mode hands each transaction to any
+//! server connection, so a LISTEN through it is lost; turn listening off there
+//! ([`PostgresOptions::listen_for_commits`]`(false)`) or give the store a direct connection.
+//! `NOTIFY` itself works through PgBouncer; [`PostgresOptions::notify_commits`]`(false)`
+//! turns it off. A store made by [`PostgresStore::from_pool`] notifies but does not listen.
+//!
+//! # Read models
+//!
+//! - [`PostgresCheckpoints`]: a projection whose read model lives in the same database
+//!   commits each batch's changes with its checkpoint in one transaction: **exactly once**,
+//!   also across crashes ([`PostgresFlush`]).
+//! - [`PostgresInlineStore`]: a read model that must never lag is updated in the append's own
+//!   transaction ([`PostgresInline`]); a failing one fails the command and leaves nothing.
 //!
 //! # Values
 //!
@@ -183,12 +220,16 @@
 
 mod commit;
 mod error;
+mod inline;
 mod lease;
+mod notify;
 mod pool;
+mod projection;
 mod rows;
 mod schema;
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -198,7 +239,7 @@ use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 use es_core::store::kit::{self, resolve_retry};
-use es_core::store::{AllEventsPage, Appended, BackendErrorKind, StoreOrigin, bounded};
+use es_core::store::{AllEventsPage, Appended, BackendErrorKind, CommitSignal, StoreOrigin, bounded};
 use es_core::{
     Checkpoint, EventStore, ExpectedVersion, NewEvent, Position, ReadAllFilter, Snapshot, StoreError, StoredEvent,
     StreamId, Version,
@@ -207,6 +248,9 @@ use es_core::{
 pub use bb8;
 pub use bb8_postgres;
 pub use tokio_postgres;
+
+pub use crate::inline::{PostgresInline, PostgresInlineStore};
+pub use crate::projection::{PostgresCheckpoints, PostgresFlush};
 
 use crate::error::{Context, backend, pg_error};
 use crate::pool::{Conn, ConnectErrors, Pool};
@@ -224,6 +268,8 @@ pub struct PostgresOptions {
     max_connections: usize,
     wait_timeout: Duration,
     connect_timeout: Duration,
+    notify: bool,
+    listen: bool,
 }
 
 impl Default for PostgresOptions {
@@ -233,12 +279,15 @@ impl Default for PostgresOptions {
             max_connections: 16,
             wait_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
+            notify: true,
+            listen: true,
         }
     }
 }
 
 impl PostgresOptions {
-    /// Schema `es`, 16 connections, 10 seconds to wait for a free connection and 10 to connect.
+    /// Schema `es`, 16 connections, 10 seconds to wait for a free connection and 10 to
+    /// connect, commit notifications sent and listened for.
     #[must_use]
     pub fn new() -> Self {
         Self::default()
@@ -273,6 +322,26 @@ impl PostgresOptions {
         self.connect_timeout = timeout;
         self
     }
+
+    /// Whether appends send `NOTIFY` on the schema's channel (on by default), so that stores
+    /// of other processes that listen wake their projections at once (crate docs, "Commit
+    /// notifications"). NOTIFY works through PgBouncer in transaction mode.
+    #[must_use]
+    pub fn notify_commits(mut self, notify: bool) -> Self {
+        self.notify = notify;
+        self
+    }
+
+    /// Whether the store LISTENs for commits on one dedicated connection (on by default) and
+    /// fires its [`commit_signal`](EventStore::commit_signal) for every process's appends.
+    /// Turn it off where LISTEN is unavailable (PgBouncer in transaction mode): the signal
+    /// then fires for this process's appends only, and a projection sees other processes'
+    /// appends within its poll interval.
+    #[must_use]
+    pub fn listen_for_commits(mut self, listen: bool) -> Self {
+        self.listen = listen;
+        self
+    }
 }
 
 /// An [`EventStore`] in a schema of a PostgreSQL database.
@@ -296,6 +365,10 @@ struct Inner {
     location: String,
     /// Which store this is, carried by every checkpoint it hands out.
     origin: StoreOrigin,
+    /// Fired after this process's appends and, when listening, every process's ([`notify`]).
+    signal: CommitSignal,
+    /// The LISTEN task, stopped with the store.
+    _listener: Option<notify::Listener>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -347,8 +420,10 @@ impl PostgresStore {
             return Err(no_runtime());
         }
         let errors = ConnectErrors::default();
+        let listen = options.listen.then(|| config.clone());
         let pool = pool::build(config, options.max_connections, options.wait_timeout, &errors);
-        Self::open(pool, errors, options.schema, location).await
+        let notifications = Notifications { notify: options.notify, listen };
+        Self::open(pool, errors, options.schema, location, notifications).await
     }
 
     /// Opens the store in `schema` of the database `pool` connects to, creating or migrating
@@ -357,6 +432,10 @@ impl PostgresStore {
     /// bb8 tests a connection with a round trip every time one is taken unless the pool is
     /// built with `test_on_check_out(false)`; the store drops closed connections itself, so
     /// that setting is safe.
+    ///
+    /// Its appends notify (crate docs, "Commit notifications"), but it does not listen: the
+    /// pool does not say how to open a connection of its own. Its commit signal fires for this
+    /// process's appends; a projection sees other processes' within its poll interval.
     ///
     /// # Errors
     /// As [`PostgresStore::connect_with`].
@@ -368,10 +447,18 @@ impl PostgresStore {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(no_runtime());
         }
-        Self::open(pool, ConnectErrors::default(), schema.to_owned(), "the database of the given pool".to_owned()).await
+        let location = "the database of the given pool".to_owned();
+        let notifications = Notifications { notify: true, listen: None };
+        Self::open(pool, ConnectErrors::default(), schema.to_owned(), location, notifications).await
     }
 
-    async fn open(pool: Pool, errors: ConnectErrors, schema: String, location: String) -> Result<Self, StoreError> {
+    async fn open(
+        pool: Pool,
+        errors: ConnectErrors,
+        schema: String,
+        location: String,
+        notifications: Notifications,
+    ) -> Result<Self, StoreError> {
         // The first connection is opened here rather than by the pool, whose background
         // connects report their errors only to its sink: this one says why it failed.
         let wait = pool.config().connection_timeout;
@@ -388,10 +475,21 @@ impl PostgresStore {
         let id = schema::migrate(&mut client, &schema).await?;
         // It becomes the pool's first connection (dropped instead if the pool is full).
         let _ = pool.add(client);
-        let sql = Sql::new(&schema);
+        let mut sql = Sql::new(&schema);
+        if notifications.notify {
+            let notifying = commit::notifying(&sql.insert, &notify::channel(&schema));
+            sql.insert =
+                notifying.ok_or_else(|| backend(BackendErrorKind::Other, "the append statement cannot notify"))?;
+        }
         let committer = commit::Committer::start(pool.clone(), errors.clone(), Arc::from(sql.insert.as_str()))?;
         let origin = StoreOrigin::new("postgres", id);
-        Ok(Self { inner: Arc::new(Inner { pool, errors, sql, committer, schema, location, origin }) })
+        let signal = CommitSignal::new();
+        let listener = match (notifications.listen, tokio::runtime::Handle::try_current()) {
+            (Some(config), Ok(runtime)) => Some(notify::Listener::start(&runtime, config, &schema, signal.clone())),
+            _ => None,
+        };
+        let inner = Inner { pool, errors, sql, committer, schema, location, origin, signal, _listener: listener };
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     /// The schema the store's tables are in.
@@ -450,6 +548,128 @@ impl PostgresStore {
         let found = rows::events(&rows)?;
         Ok(ids.iter().map(|id| found.iter().find(|event| event.event_id == *id).cloned()).collect())
     }
+
+    /// Appends `job` alone on one connection, the way every append goes that the group
+    /// commit did not write (and every append of an inline store): `insert` runs the insert.
+    async fn append_alone(
+        &self,
+        expected: ExpectedVersion,
+        mut job: commit::Job,
+        mut collided: bool,
+        insert: &impl InsertAlone,
+    ) -> Result<Appended, StoreError> {
+        // The rare way: the expectation did not hold in the statement's snapshot, or a unique
+        // index refused a row. Look up the batch's ids after a collision (a retried append is
+        // recognised, never written twice), read the stream's version (a conflict is a
+        // conflict only after a retry was ruled out), and try alone at the version read.
+        let stream = job.stream.clone();
+        let stream = &stream;
+        let mut client = self.client("cannot append events").await?;
+        for _ in 0..APPEND_ATTEMPTS {
+            if collided
+                && let Some(stored) = resolve_retry(stream, &job.events, self.existing(&client, &job.events).await?)?
+            {
+                return Ok(Appended::already_stored(stored));
+            }
+            let actual = self.stream_version_on(&client, stream).await?;
+            if !expected.admits(actual) {
+                if let Some(stored) = resolve_retry(stream, &job.events, self.existing(&client, &job.events).await?)? {
+                    return Ok(Appended::already_stored(stored));
+                }
+                return Err(StoreError::Conflict { stream: stream.clone(), expected, actual });
+            }
+            if job.events.is_empty() {
+                return Ok(Appended::written(Vec::new()));
+            }
+            to_sql_integer(actual.0 + job.events.len() as u64, "stream version")?;
+            job.expected = to_sql_integer(actual.0, "stream version")?;
+            // A held connection that was lost leaves the pool as it is dropped.
+            match insert.insert(&mut client, &self.inner.sql.insert, job).await {
+                Alone::Written(appended) => {
+                    self.inner.signal.notify();
+                    return Ok(appended);
+                }
+                // Another writer moved the stream since it was read: read it again.
+                Alone::Refused(back) => {
+                    job = back;
+                    collided = false;
+                }
+                // An id already stored, or another writer took these versions first.
+                Alone::Collided(back) => {
+                    job = back;
+                    collided = true;
+                }
+                Alone::Failed(error) => return Err(error),
+            }
+        }
+        Err(backend(
+            BackendErrorKind::Busy,
+            format!("cannot append to stream {stream}: other writers kept taking its next version"),
+        ))
+    }
+}
+
+/// How [`PostgresStore::append_alone`] inserts one append on its connection.
+trait InsertAlone: Sync {
+    /// Inserts `job` with `sql` (the append statement) on `client`, and commits.
+    fn insert(&self, client: &mut Conn, sql: &str, job: commit::Job) -> impl Future<Output = Alone> + Send;
+}
+
+/// How an append alone went.
+enum Alone {
+    /// Committed.
+    Written(Appended),
+    /// The expectation did not hold in the statement's snapshot: nothing was written.
+    Refused(commit::Job),
+    /// A unique index refused a row: nothing was written.
+    Collided(commit::Job),
+    /// Nothing was written (or, for a lost connection, it may have been).
+    Failed(StoreError),
+}
+
+impl From<commit::Outcome> for Alone {
+    fn from(outcome: commit::Outcome) -> Self {
+        match outcome {
+            commit::Outcome::Written { job, first, first_version, recorded_at } => {
+                let stream = job.stream.clone();
+                Alone::Written(written(&stream, job, first, first_version, recorded_at))
+            }
+            commit::Outcome::Refused(job) => Alone::Refused(job),
+            commit::Outcome::Collided(job) => Alone::Collided(job),
+            commit::Outcome::Failed(error) => Alone::Failed(error),
+        }
+    }
+}
+
+/// The plain insert: the append statement in its own implicit transaction.
+struct Plain;
+
+impl InsertAlone for Plain {
+    async fn insert(&self, client: &mut Conn, sql: &str, job: commit::Job) -> Alone {
+        commit::alone(client, sql, job).await.into()
+    }
+}
+
+/// `events` checked and ready to insert into `stream`, expecting `expected` (as the statement
+/// takes it).
+fn job(stream: &StreamId, expected: i64, events: Vec<NewEvent>) -> Result<commit::Job, StoreError> {
+    kit::check_batch(&events)?;
+    let metadata = events
+        .iter()
+        .map(|event| serde_json::to_string(&event.metadata))
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(|error| {
+            StoreError::from(
+                es_core::store::BackendError::new(BackendErrorKind::Other, "cannot encode metadata").with_source(error),
+            )
+        })?;
+    Ok(commit::Job { stream: stream.clone(), expected, events, metadata })
+}
+
+/// Whether a store's appends notify, and the connection its listener opens (if it listens).
+struct Notifications {
+    notify: bool,
+    listen: Option<tokio_postgres::Config>,
 }
 
 /// The message for a first connection that failed, naming the server without its password.
@@ -563,28 +783,18 @@ impl EventStore for PostgresStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Appended, StoreError> {
-        kit::check_batch(&events)?;
-        let metadata = events
-            .iter()
-            .map(|event| serde_json::to_string(&event.metadata))
-            .collect::<Result<Vec<String>, _>>()
-            .map_err(|error| {
-                StoreError::from(
-                    es_core::store::BackendError::new(BackendErrorKind::Other, "cannot encode metadata")
-                        .with_source(error),
-                )
-            })?;
-        // The common case is one round trip: the group commit's statement checks the
-        // expectation in its snapshot and inserts. A version PostgreSQL cannot hold goes the
-        // long way, which reads the stream (and finds a conflict).
         let fast = commit::expectation(expected)
             .filter(|&at| at < 0 || at.checked_add(i64::try_from(events.len()).unwrap_or(i64::MAX)).is_some());
-        let mut job = commit::Job { stream: stream.clone(), expected: fast.unwrap_or(0), events, metadata };
-        // Whether the batch's ids must be looked up before the stream is read again.
+        let mut job = job(stream, fast.unwrap_or(0), events)?;
+        // The common case is one round trip: the group commit's statement checks the
+        // expectation in its snapshot and inserts. A version PostgreSQL cannot hold goes the
+        // long way, which reads the stream (and finds a conflict). `collided`: whether the
+        // batch's ids must be looked up before the stream is read again.
         let mut collided = false;
         if fast.is_some() {
             match self.inner.committer.commit(job).await {
                 commit::Outcome::Written { job, first, first_version, recorded_at } => {
+                    self.inner.signal.notify();
                     return Ok(written(stream, job, first, first_version, recorded_at));
                 }
                 commit::Outcome::Refused(back) => job = back,
@@ -595,51 +805,7 @@ impl EventStore for PostgresStore {
                 commit::Outcome::Failed(error) => return Err(error),
             }
         }
-        // The rare way: the expectation did not hold in the statement's snapshot, or a unique
-        // index refused a row. Look up the batch's ids after a collision (a retried append is
-        // recognised, never written twice), read the stream's version (a conflict is a
-        // conflict only after a retry was ruled out), and try alone at the version read.
-        let client = self.client("cannot append events").await?;
-        for _ in 0..APPEND_ATTEMPTS {
-            if collided
-                && let Some(stored) = resolve_retry(stream, &job.events, self.existing(&client, &job.events).await?)?
-            {
-                return Ok(Appended::already_stored(stored));
-            }
-            let actual = self.stream_version_on(&client, stream).await?;
-            if !expected.admits(actual) {
-                if let Some(stored) = resolve_retry(stream, &job.events, self.existing(&client, &job.events).await?)? {
-                    return Ok(Appended::already_stored(stored));
-                }
-                return Err(StoreError::Conflict { stream: stream.clone(), expected, actual });
-            }
-            if job.events.is_empty() {
-                return Ok(Appended::written(Vec::new()));
-            }
-            to_sql_integer(actual.0 + job.events.len() as u64, "stream version")?;
-            job.expected = to_sql_integer(actual.0, "stream version")?;
-            // A held connection that was lost leaves the pool as it is dropped.
-            match commit::alone(&client, &self.inner.sql.insert, job).await {
-                commit::Outcome::Written { job, first, first_version, recorded_at } => {
-                    return Ok(written(stream, job, first, first_version, recorded_at));
-                }
-                // Another writer moved the stream since it was read: read it again.
-                commit::Outcome::Refused(back) => {
-                    job = back;
-                    collided = false;
-                }
-                // An id already stored, or another writer took these versions first.
-                commit::Outcome::Collided(back) => {
-                    job = back;
-                    collided = true;
-                }
-                commit::Outcome::Failed(error) => return Err(error),
-            }
-        }
-        Err(backend(
-            BackendErrorKind::Busy,
-            format!("cannot append to stream {stream}: other writers kept taking its next version"),
-        ))
+        self.append_alone(expected, job, collided, &Plain).await
     }
 
     async fn read_stream(
@@ -790,11 +956,27 @@ impl EventStore for PostgresStore {
             .await?;
         rows.first().map(|row| rows::snapshot(stream, row)).transpose()
     }
+
+    /// Fired after every append of this process that writes and, while the store listens
+    /// ([`PostgresOptions::listen_for_commits`]), after every append of any process (crate
+    /// docs, "Commit notifications").
+    fn commit_signal(&self) -> Option<CommitSignal> {
+        Some(self.inner.signal.clone())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_append_statement_can_notify() {
+        let sql = Sql::new("bank");
+        let notifying =
+            commit::notifying(&sql.insert, &notify::channel("bank")).expect("the append statement changed shape");
+        assert!(notifying.contains("pg_notify('es_commits_bank', '')"), "{notifying}");
+        assert!(notifying.ends_with("$9, $10) AS a"), "{notifying}");
+    }
 
     #[test]
     fn locations_never_show_a_password() {

@@ -536,7 +536,7 @@ async fn an_append_whose_connection_is_killed_leaves_nothing() {
     let pid: i32 = loop {
         let rows = admin
             .query(
-                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT * FROM %.append(%' \
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT % FROM %.append(%' \
                  AND query LIKE $1",
                 &[&format!("%{}%", store.schema())],
             )
@@ -567,7 +567,9 @@ async fn an_idle_connection_the_server_ended_leaves_the_pool() {
     let admin = common::raw_client().await;
     let killed = admin
         .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query LIKE $1",
+            // Not the store's listener (its own connection, outside the pool).
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query LIKE $1 \
+             AND application_name NOT LIKE 'es listener %'",
             &[&format!("%{}%", store.schema())],
         )
         .await

@@ -6,10 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, Transaction};
 
-use es_core::projection::{
-    CheckpointStoreError, CommitBatch, HandlerError, ParkedEvent, ProjectionIdentity, RebuildMarker, SavedCheckpoint,
-};
-use es_core::store::{Checkpoint, StoreError};
+use es_core::projection::{CheckpointStoreError, CommitBatch, HandlerError, SavedCheckpoint};
+use es_core::store::StoreError;
 
 use crate::append;
 use crate::error::Context;
@@ -200,24 +198,9 @@ fn read_saved(tx: &Transaction<'_>, name: &str) -> Result<Option<SavedCheckpoint
         .optional()
         .context("cannot read a projection checkpoint")?;
     let Some((version, fingerprint, checkpoint, rebuild, parked)) = row else { return Ok(None) };
-    let version = u32::try_from(version)
-        .map_err(|_| Failed(CheckpointStoreError::new(format!("projection `{name}` has version {version} stored"))))?;
-    let checkpoint: Checkpoint = checkpoint.parse().map_err(|error| {
-        Failed(CheckpointStoreError::because(format!("projection `{name}`'s stored checkpoint"), error))
-    })?;
-    let rebuild: Option<RebuildMarker> =
-        rebuild.map(|text| serde_json::from_str(&text)).transpose().map_err(|error| {
-            Failed(CheckpointStoreError::because(format!("projection `{name}`'s stored rebuild"), error))
-        })?;
-    let parked: Vec<ParkedEvent> = parked
-        .map(|text| serde_json::from_str(&text))
-        .transpose()
-        .map_err(|error| {
-            Failed(CheckpointStoreError::because(format!("projection `{name}`'s stored parked events"), error))
-        })?
-        .unwrap_or_default();
-    let identity = ProjectionIdentity::new(name, version, fingerprint);
-    Ok(Some(SavedCheckpoint { rebuild, parked, ..SavedCheckpoint::new(identity, checkpoint) }))
+    SavedCheckpoint::from_row(name, version, fingerprint, &checkpoint, rebuild.as_deref(), parked.as_deref())
+        .map(Some)
+        .map_err(Failed)
 }
 
 /// Writes the batch through `flush`, then `saved`, in `tx`.
@@ -229,10 +212,7 @@ where
         let message = format!("writing the batch of projection `{}` failed", saved.identity.name);
         Failed(CheckpointStoreError::because(message, error))
     })?;
-    let unwritable = |error| Failed(CheckpointStoreError::because("cannot write a projection checkpoint", error));
-    let rebuild = saved.rebuild.as_ref().map(serde_json::to_string).transpose().map_err(unwritable)?;
-    let parked =
-        (!saved.parked.is_empty()).then(|| serde_json::to_string(&saved.parked)).transpose().map_err(unwritable)?;
+    let (rebuild, parked) = saved.columns().map_err(Failed)?;
     tx.execute(
         "INSERT INTO es_projection_checkpoints (name, version, fingerprint, checkpoint, rebuild, parked)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)

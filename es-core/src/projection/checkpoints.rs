@@ -85,6 +85,69 @@ pub struct RebuildMarker {
     pub done: u64,
 }
 
+impl SavedCheckpoint {
+    /// A checkpoint as a store that keeps checkpoints in a table reads it back: the row of
+    /// projection `name` with its stored `version`, `fingerprint`, `checkpoint` text and, as
+    /// JSON, its `rebuild` marker and `parked` events (the layout es-sqlite's
+    /// `SqliteCheckpoints` and es-postgres's `PostgresCheckpoints` share; [`columns`](Self::columns)
+    /// writes the last two).
+    ///
+    /// ```
+    /// use es_core::projection::SavedCheckpoint;
+    /// use es_core::Checkpoint;
+    ///
+    /// let saved = SavedCheckpoint::from_row("balances", 2, "00ff", &Checkpoint::START.to_string(), None, None).unwrap();
+    /// assert_eq!((saved.identity.version, saved.checkpoint.clone()), (2, Checkpoint::START));
+    /// assert_eq!(saved.columns().unwrap(), (None, None));
+    /// assert!(SavedCheckpoint::from_row("balances", -1, "00ff", "", None, None).is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// A version that is not a `u32`, or a checkpoint, marker or parked list that does not
+    /// parse: the message names the projection.
+    pub fn from_row(
+        name: &str,
+        version: i64,
+        fingerprint: impl Into<String>,
+        checkpoint: &str,
+        rebuild: Option<&str>,
+        parked: Option<&str>,
+    ) -> Result<Self, CheckpointStoreError> {
+        let shown = crate::store::bounded(name);
+        let version = u32::try_from(version)
+            .map_err(|_| CheckpointStoreError::new(format!("projection `{shown}` has version {version} stored")))?;
+        let checkpoint: Checkpoint = checkpoint.parse().map_err(|error| {
+            CheckpointStoreError::because(format!("projection `{shown}`'s stored checkpoint"), error)
+        })?;
+        let rebuild: Option<RebuildMarker> = rebuild
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|error| CheckpointStoreError::because(format!("projection `{shown}`'s stored rebuild"), error))?;
+        let parked: Vec<ParkedEvent> = parked
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|error| {
+                CheckpointStoreError::because(format!("projection `{shown}`'s stored parked events"), error)
+            })?
+            .unwrap_or_default();
+        let identity = ProjectionIdentity::new(name, version, fingerprint);
+        Ok(Self { rebuild, parked, ..Self::new(identity, checkpoint) })
+    }
+
+    /// The rebuild marker and the parked events as the JSON columns of
+    /// [`from_row`](Self::from_row) (`None` for none).
+    ///
+    /// # Errors
+    /// When they do not serialize (never for what a runner stores).
+    pub fn columns(&self) -> Result<(Option<String>, Option<String>), CheckpointStoreError> {
+        let unwritable = |error| CheckpointStoreError::because("cannot write a projection checkpoint", error);
+        let rebuild = self.rebuild.as_ref().map(serde_json::to_string).transpose().map_err(unwritable)?;
+        let parked =
+            (!self.parked.is_empty()).then(|| serde_json::to_string(&self.parked)).transpose().map_err(unwritable)?;
+        Ok((rebuild, parked))
+    }
+}
+
 /// Where a runner keeps its projection's checkpoint.
 ///
 /// The runner saves after each batch: a read model kept outside this store receives each

@@ -949,16 +949,6 @@ mod tests {
     /// Every public check of this module is in the one list the suite runs.
     #[test]
     fn every_check_is_listed() {
-        let source = include_str!("conformance.rs");
-        let defined: Vec<&str> = source
-            .lines()
-            .filter_map(|line| line.strip_prefix("pub async fn "))
-            .filter_map(|rest| rest.split(['<', '(']).next())
-            .collect();
-        let mut listed = super::CHECKS.to_vec();
-        let mut sorted = defined.clone();
-        listed.sort_unstable();
-        sorted.sort_unstable();
-        assert_eq!(sorted, listed, "a check is defined but not run, or run but not defined");
+        super::super::assert_every_check_listed(include_str!("conformance.rs"), super::CHECKS);
     }
 }

@@ -466,6 +466,23 @@ fn round_trip_problem<E: EventSet>(events: &[E]) -> Option<String> {
 pub mod conformance;
 #[cfg(feature = "testing")]
 pub mod counter;
+#[cfg(feature = "testing")]
+pub mod projection_suite;
+
+/// Fails unless `checks` (a suite's list) names exactly the `pub async fn`s of `source` (the
+/// suite's module), so that no check is defined and never run.
+#[cfg(all(test, feature = "testing"))]
+fn assert_every_check_listed(source: &str, checks: &[&str]) {
+    let mut defined: Vec<&str> = source
+        .lines()
+        .filter_map(|line| line.strip_prefix("pub async fn "))
+        .filter_map(|rest| rest.split(['<', '(']).next())
+        .collect();
+    let mut listed = checks.to_vec();
+    listed.sort_unstable();
+    defined.sort_unstable();
+    assert_eq!(defined, listed, "a check is defined but not run, or run but not defined");
+}
 
 #[cfg(test)]
 mod tests {
