@@ -1,0 +1,110 @@
+//! Events of [es](https://docs.rs/es) to other processes over NATS JetStream: a [`Relay`] that
+//! publishes the store's order (the store is the outbox), and a [`Consumer`] that feeds the
+//! same `#[derive(Projection)]` read models a local runner feeds, exactly once.
+//!
+//! ```no_run
+//! # use es_nats::{Relay, StreamSettings, sqlite::{SqliteLease, relay_checkpoints}};
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = es_sqlite::SqliteStore::open("bank.db")?;
+//! let jetstream = async_nats::jetstream::new(async_nats::connect("127.0.0.1:4222").await?);
+//! let settings = StreamSettings::new("BANK", "bank"); // stream BANK holds subjects bank.>
+//! let relay = Relay::new(
+//!     store.clone(),
+//!     relay_checkpoints(store.clone()).await?, // its checkpoint in the store's file
+//!     SqliteLease::new(store.clone()).await?,  // one relay at a time per store
+//!     jetstream,
+//!     settings,
+//! );
+//! tokio::spawn(relay.run());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Publishing
+//!
+//! The relay reads [`EventStore::read_all`](es_core::EventStore::read_all) from its own
+//! checkpoint (kept in the store, like a projection's) and publishes each event
+//!
+//! - on subject `<prefix>.<stream type>.<event type>` ([`Subjects`]; configurable);
+//! - with the event id as `Nats-Msg-Id`, JetStream's de-duplication key;
+//! - with the envelope as headers ([`envelope::header`]: stream type and id, version,
+//!   position, event type, schema version, metadata, recorded time);
+//! - with the payload as it is stored.
+//!
+//! It publishes a batch without waiting between messages, then waits for JetStream's
+//! acknowledgement of every one of them, and only then saves the checkpoint after the batch.
+//! A failed publication is tried again from the first event not acknowledged.
+//!
+//! **Nothing is lost.** An event is committed to the store before the relay can read it, and
+//! the checkpoint passes it only after JetStream acknowledged it (stored it, replicated as the
+//! stream says). A process that dies anywhere between the commit and the save leaves the
+//! checkpoint before the event, and the next relay publishes it again.
+//!
+//! **No duplicate reaches a consumer.** What the next relay publishes again is at most the one
+//! batch whose checkpoint was not saved, and JetStream drops each of those messages as a
+//! duplicate (same `Nats-Msg-Id`) if it comes within the stream's **duplicate window** of the
+//! first publication. The relay keeps restarts inside that window:
+//!
+//! - a relay restarted in place republishes within moments;
+//! - a relay that dies without a word (SIGKILL, a lost machine) holds a [`Lease`] that it
+//!   renews every third of [`RelayOptions::lease_ttl`] (10 s); a waiting relay takes over when
+//!   it expires, so the first new publication follows the last old one by at most the time to
+//!   live plus one lease poll (a third of it): 14 s by default;
+//! - on start the relay checks the stream's window ([`StreamSettings::duplicate_window`],
+//!   2 minutes by default, and never less than [`StreamSettings::MIN_DUPLICATE_WINDOW`],
+//!   a minute, which is four times that takeover) and refuses a stream whose window is shorter
+//!   ([`StreamError::DuplicateWindow`]).
+//!
+//! **When it cannot.** If no relay runs for longer than the window (every relay process down
+//! for minutes, a stream whose window was shortened), the repeated batch is stored in the
+//! stream a second time, and consumers receive those events twice. The consumer is safe
+//! anyway: it remembers the last version applied of each stream with its read model and
+//! skips a message at or below it ([`CommitApplied`]), so the read model still sees each
+//! event once. (A bare subscriber that does not do this sees the duplicates; it can drop them
+//! by the `Es-Event-Id` header.)
+//!
+//! **Order.** One relay publishes at a time (the lease), in the store's order, over one
+//! connection, so the stream holds a store's events in its order. Two exceptions, both
+//! handled by the consumer's per-stream check: a publication that failed while the ones after
+//! it were stored (those are then published again, and dropped as duplicates, but the failed
+//! one lands after them), and a relay that lost its lease without noticing yet, publishing
+//! beside its successor for at most one renewal.
+//!
+//! **The stream.** [`StreamSettings`] name it, its subjects (`<prefix>.>`), retention and
+//! duplicate window. The relay (and the consumer) creates it when missing and checks those
+//! three when it exists, with a typed [`StreamError`] that says what to change.
+//!
+//! # Consuming
+//!
+//! A [`Consumer`] is a durable JetStream pull consumer (explicit acknowledgement, named after
+//! the projection and its version) that rebuilds each message's
+//! [`StoredEvent`](es_core::StoredEvent) from its headers and payload and hands it to
+//! [`Projection::dispatch`](es_core::projection::Projection::dispatch): decoding, aliases and
+//! upcasting are the projection's own, as under a local
+//! [`ProjectionRunner`](es_core::projection::ProjectionRunner). It acknowledges a message only
+//! after its batch was committed, keeps each stream's order, retries failing handlers and then
+//! stops or parks as [`ProjectionOptions`](es_core::projection::ProjectionOptions) says. See
+//! [`Consumer`] for the details, and [`sqlite::SqliteReadModel`] for an exactly-once read model
+//! in SQLite.
+//!
+//! Everything here runs on Tokio (async-nats needs it).
+
+mod consumer;
+pub mod envelope;
+mod lease;
+mod relay;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+mod stream;
+
+/// The async-nats this crate is built with: connect with it, so that the versions match.
+pub use async_nats;
+
+pub use crate::consumer::{
+    CommitApplied, Consumer, ConsumerError, ConsumerHandle, ConsumerOptions, ConsumerState, InMemoryApplied,
+};
+pub use crate::envelope::{BadMessage, Subjects};
+pub use crate::lease::{InMemoryLease, Lease};
+pub use crate::relay::{Relay, RelayError, RelayHandle, RelayOptions, RelayState, message};
+pub use crate::stream::{StreamError, StreamSettings};
