@@ -1,0 +1,434 @@
+//! The JetStream relay and consumer against the real server (127.0.0.1:4222, or `NATS_URL`):
+//! every event reaches a SQLite read model exactly once and in order across relay restarts,
+//! a relay killed with SIGKILL, and a consumer killed with SIGKILL, while writers append; the
+//! stream's configuration is checked; poisoned messages are parked or stop the consumer; a
+//! second relay waits for the lease and takes over.
+//!
+//! The test binary runs itself as the children: `relay_child` and `consumer_child` are ignored
+//! tests that do nothing unless the parent sets their environment variables. Each test has a
+//! stream of its own (`ES_TEST_<label>_<time>_<random>`) and deletes it at the end.
+
+#![allow(missing_docs)]
+
+mod nats_common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use es::nats::async_nats::jetstream::stream::{Config, RetentionPolicy};
+use es::nats::sqlite::{SqliteLease, relay_checkpoints};
+use es::nats::{
+    Consumer, ConsumerError, ConsumerOptions, InMemoryLease, Relay, RelayError, RelayOptions, RelayState,
+    StreamError, StreamSettings,
+};
+use es::projection::{InMemoryCheckpointStore, OnFailure, ProjectionOptions};
+use es::{EventStore, ExpectedVersion, InMemoryStore, NewEvent, RawEvent, RetryPolicy, SqliteStore, StreamId};
+use nats_common::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+const CHILD_STORE: &str = "ES_NATS_CHILD_STORE";
+const CHILD_MODEL: &str = "ES_NATS_CHILD_MODEL";
+const CHILD_STREAM: &str = "ES_NATS_CHILD_STREAM";
+const RELAY_READY: &str = "relay-child: publishing";
+const CONSUMER_READY: &str = "consumer-child: running";
+
+fn relay_options() -> RelayOptions {
+    RelayOptions {
+        batch_size: 20,
+        poll_interval: Duration::from_millis(50),
+        lease_ttl: Duration::from_millis(1500),
+        ..RelayOptions::default()
+    }
+}
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(5) }
+}
+
+fn consumer_options(batch_size: usize) -> ConsumerOptions {
+    ConsumerOptions {
+        projection: ProjectionOptions { batch_size, retry: fast_retry(), ..ProjectionOptions::default() },
+        ack_wait: Duration::from_secs(5),
+        gap_delay: Duration::from_millis(200),
+        ..ConsumerOptions::default()
+    }
+}
+
+/// The settings a child was given: stream name and prefix, `|`-separated.
+fn child_settings() -> Option<StreamSettings> {
+    let text = std::env::var(CHILD_STREAM).ok()?;
+    let (name, prefix) = text.split_once('|')?;
+    Some(StreamSettings::new(name, prefix))
+}
+
+fn child_env(settings: &StreamSettings, path_var: &'static str, path: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        (CHILD_STREAM, format!("{}|{}", settings.name, settings.subjects.prefix())),
+        (path_var, path.display().to_string()),
+    ]
+}
+
+#[test]
+#[ignore = "a child process of `every_event_arrives_once_in_order_across_relay_restarts_and_a_killed_relay`"]
+fn relay_child() {
+    let (Some(settings), Ok(path)) = (child_settings(), std::env::var(CHILD_STORE)) else { return };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let store = SqliteStore::open(&path).unwrap();
+        let relay = Relay::new(
+            store.clone(),
+            relay_checkpoints(store.clone()).await.unwrap(),
+            SqliteLease::new(store.clone()).await.unwrap(),
+            jetstream().await,
+            settings,
+        )
+        .with_options(relay_options());
+        let handle = relay.handle();
+        let task = tokio::spawn(relay.run());
+        while handle.published().0 == 0 {
+            assert!(!task.is_finished(), "the relay stopped: {:?}", handle.state());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        println!("\n{RELAY_READY}");
+        task.await.unwrap().unwrap();
+    });
+}
+
+#[test]
+#[ignore = "a child process of `a_consumer_killed_mid_batch_resumes_without_loss_or_repeat`"]
+fn consumer_child() {
+    let (Some(settings), Ok(path)) = (child_settings(), std::env::var(CHILD_MODEL)) else { return };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let ledger = Ledger { slow_flush: Duration::from_millis(15), ..Ledger::default() };
+        let consumer = Consumer::new(ledger, ledger_model(path.as_ref()).await, jetstream().await, settings)
+            .with_options(consumer_options(50));
+        let handle = consumer.handle();
+        let task = tokio::spawn(consumer.run());
+        while !matches!(handle.state(), es::nats::ConsumerState::Running) {
+            assert!(!task.is_finished(), "the consumer stopped: {:?}", handle.state());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        println!("\n{CONSUMER_READY}");
+        task.await.unwrap().unwrap();
+    });
+}
+
+/// Waits until the consumer has applied every stream of `store` up to its current version.
+async fn wait_for_all<P: es::Projection>(store: &SqliteStore, consumer: &es::nats::ConsumerHandle<P>) {
+    let events = store.read_all(&es::Checkpoint::START, &es::ReadAllFilter::all(), usize::MAX).await.unwrap().events;
+    let mut last = std::collections::BTreeMap::new();
+    for event in &events {
+        last.insert(event.stream.clone(), event.stream_version);
+    }
+    for (stream, version) in last {
+        assert!(
+            consumer.wait_for(&stream, version, WAIT).await,
+            "the consumer did not reach version {version} of {stream}: {:?}",
+            consumer.state()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_event_arrives_once_in_order_across_relay_restarts_and_a_killed_relay() {
+    let jetstream = jetstream().await;
+    let settings = unique_stream(&jetstream, "relay").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (store_path, model_path) = (dir.path().join("bank.db"), dir.path().join("model.db"));
+    let store = SqliteStore::open(&store_path).unwrap();
+    // The tables, before the children race to create them.
+    let checkpoints = relay_checkpoints(store.clone()).await.unwrap();
+    let lease = SqliteLease::new(store.clone()).await.unwrap();
+
+    let consumer = Consumer::new(Ledger::default(), ledger_model(&model_path).await, jetstream.clone(), settings.clone())
+        .with_options(consumer_options(64));
+    let consumed = consumer.handle();
+    let consumer_task = tokio::spawn(consumer.run());
+
+    let stop_writing = Arc::new(AtomicBool::new(false));
+    let writer =
+        tokio::spawn(write_ticks(store.clone(), "w".into(), 4, Duration::from_millis(3), Arc::clone(&stop_writing)));
+
+    // Two relay processes, each killed with SIGKILL while it publishes (the next one waits
+    // for the dead one's lease to expire).
+    for _ in 0..2 {
+        let child = start_child("relay_child", &child_env(&settings, CHILD_STORE, &store_path), RELAY_READY);
+        std::thread::sleep(Duration::from_millis(100 + random() % 400));
+        kill(child);
+    }
+    // A relay in this process, stopped and restarted.
+    let relay = Relay::new(store.clone(), checkpoints, lease, jetstream.clone(), settings.clone())
+        .with_options(relay_options());
+    let handle = relay.handle();
+    let task = tokio::spawn(relay.run());
+    tokio::time::sleep(Duration::from_millis(300 + random() % 300)).await;
+    handle.stop();
+    task.await.unwrap().unwrap();
+    assert_eq!(handle.state(), RelayState::Stopped);
+
+    let relay = Relay::new(
+        store.clone(),
+        relay_checkpoints(store.clone()).await.unwrap(),
+        SqliteLease::new(store.clone()).await.unwrap(),
+        jetstream.clone(),
+        settings.clone(),
+    )
+    .with_options(relay_options());
+    let handle = relay.handle();
+    let task = tokio::spawn(relay.run());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_writing.store(true, Ordering::Release);
+    let written = writer.await.unwrap();
+
+    let head = store.head().await.unwrap();
+    assert!(handle.wait_for(&head, WAIT).await, "the relay did not reach the head: {:?}", handle.state());
+    wait_for_all(&store, &consumed).await;
+    consumed.stop();
+    consumer_task.await.unwrap().unwrap();
+    handle.stop();
+    task.await.unwrap().unwrap();
+
+    let rows = ledger_rows(&model_path).await;
+    assert_eq!(rows.len() as u64, written);
+    assert_exactly_once_in_order(&store, &rows).await;
+    // JetStream dropped every republished message as a duplicate: one message per event.
+    assert_eq!(messages_in(&jetstream, &settings).await, written, "the stream holds a duplicate");
+    delete(&jetstream, &settings).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consumer_killed_mid_batch_resumes_without_loss_or_repeat() {
+    let jetstream = jetstream().await;
+    let settings = unique_stream(&jetstream, "consumer").await;
+    let dir = tempfile::tempdir().unwrap();
+    let model_path = dir.path().join("model.db");
+    let store = SqliteStore::open(dir.path().join("bank.db")).unwrap();
+    let relay = Relay::new(store.clone(), InMemoryCheckpointStore::new(), InMemoryLease::new(), jetstream.clone(), settings.clone())
+        .with_options(RelayOptions { batch_size: 200, ..relay_options() });
+    let relay_handle = relay.handle();
+    let relay_task = tokio::spawn(relay.run());
+
+    // A backlog, then more while the consumer processes are killed.
+    let stop_writing = Arc::new(AtomicBool::new(true));
+    write_ticks(store.clone(), "backlog".into(), 6, Duration::ZERO, Arc::clone(&stop_writing)).await;
+    for _ in 0..200 {
+        write_ticks(store.clone(), "backlog".into(), 6, Duration::ZERO, Arc::clone(&stop_writing)).await;
+    }
+    stop_writing.store(false, Ordering::Release);
+    let writer =
+        tokio::spawn(write_ticks(store.clone(), "live".into(), 3, Duration::from_millis(5), Arc::clone(&stop_writing)));
+
+    drop(ledger_model(&model_path).await); // the tables, before the first child
+    for _ in 0..3 {
+        let child = start_child("consumer_child", &child_env(&settings, CHILD_MODEL, &model_path), CONSUMER_READY);
+        std::thread::sleep(Duration::from_millis(150 + random() % 500));
+        kill(child);
+    }
+    let killed_rows = ledger_rows(&model_path).await.len();
+    assert!(killed_rows > 0, "the killed consumers committed something");
+
+    stop_writing.store(true, Ordering::Release);
+    writer.await.unwrap();
+    let head = store.head().await.unwrap();
+    assert!(relay_handle.wait_for(&head, WAIT).await, "{:?}", relay_handle.state());
+
+    let consumer = Consumer::new(Ledger::default(), ledger_model(&model_path).await, jetstream.clone(), settings.clone())
+        .with_options(consumer_options(50));
+    let consumed = consumer.handle();
+    let consumer_task = tokio::spawn(consumer.run());
+    wait_for_all(&store, &consumed).await;
+    consumed.stop();
+    consumer_task.await.unwrap().unwrap();
+    relay_handle.stop();
+    relay_task.await.unwrap().unwrap();
+
+    let rows = ledger_rows(&model_path).await;
+    assert!(rows.len() > killed_rows);
+    assert_exactly_once_in_order(&store, &rows).await;
+    delete(&jetstream, &settings).await;
+}
+
+async fn run_relay_once(settings: &StreamSettings) -> Result<(), RelayError> {
+    let relay = Relay::new(InMemoryStore::new(), InMemoryCheckpointStore::new(), InMemoryLease::new(), jetstream().await, settings.clone());
+    let handle = relay.handle();
+    let task = tokio::spawn(relay.run());
+    // A relay that accepted the stream publishes until stopped.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    handle.stop();
+    task.await.unwrap()
+}
+
+#[tokio::test]
+async fn a_stream_that_does_not_fit_is_a_typed_error_that_says_what_to_change() {
+    let jetstream = jetstream().await;
+    let settings = unique_stream(&jetstream, "config").await;
+    let base = Config {
+        name: settings.name.clone(),
+        subjects: vec![settings.subjects.wildcard()],
+        duplicate_window: Duration::from_secs(120),
+        ..Config::default()
+    };
+
+    jetstream.create_stream(Config { duplicate_window: Duration::from_secs(10), ..base.clone() }).await.unwrap();
+    let error = run_relay_once(&settings).await.unwrap_err();
+    assert!(
+        matches!(&error, RelayError::Stream(StreamError::DuplicateWindow { found, .. }) if *found == Duration::from_secs(10)),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("raise its duplicate_window"), "{error}");
+    // The consumer checks the same.
+    let consumer = Consumer::new(Ledger::default(), es::nats::InMemoryApplied::new(), jetstream.clone(), settings.clone());
+    let error = consumer.run().await.unwrap_err();
+    assert!(matches!(error.as_ref(), ConsumerError::Stream(StreamError::DuplicateWindow { .. })), "{error:?}");
+    delete(&jetstream, &settings).await;
+
+    jetstream.create_stream(Config { subjects: vec!["elsewhere.>".into()], ..base.clone() }).await.unwrap();
+    let error = run_relay_once(&settings).await.unwrap_err();
+    assert!(matches!(&error, RelayError::Stream(StreamError::Subjects { found, .. }) if found == &["elsewhere.>"]), "{error:?}");
+    delete(&jetstream, &settings).await;
+
+    jetstream.create_stream(Config { retention: RetentionPolicy::Interest, ..base.clone() }).await.unwrap();
+    let error = run_relay_once(&settings).await.unwrap_err();
+    assert!(
+        matches!(&error, RelayError::Stream(StreamError::Retention { found: RetentionPolicy::Interest, .. })),
+        "{error:?}"
+    );
+    delete(&jetstream, &settings).await;
+
+    let short = settings.clone().with_duplicate_window(Duration::from_secs(5));
+    let error = run_relay_once(&short).await.unwrap_err();
+    assert!(matches!(&error, RelayError::Stream(StreamError::Settings { .. })), "{error:?}");
+
+    // A stream that fits (here: created by the relay itself) is accepted, and its window kept.
+    run_relay_once(&settings).await.unwrap();
+    let mut stream = jetstream.get_stream(&settings.name).await.unwrap();
+    let config = stream.info().await.unwrap().config.clone();
+    assert_eq!(config.duplicate_window, Duration::from_secs(120));
+    assert_eq!(config.subjects, [settings.subjects.wildcard()]);
+    delete(&jetstream, &settings).await;
+}
+
+fn tick(n: u64) -> NewEvent {
+    NewEvent::new(RawEvent::json("Ticked", 1, &serde_json::json!({ "n": n })))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_message_is_parked_or_stops_the_consumer_and_says_which() {
+    let jetstream = jetstream().await;
+    let settings = unique_stream(&jetstream, "poison").await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("bank.db")).unwrap();
+    let (a, b) = (StreamId::new("Counter", "a"), StreamId::new("Counter", "b"));
+    store.append(&a, ExpectedVersion::NoStream, vec![tick(1), tick(666), tick(3)]).await.unwrap();
+    // Version 1 of `Paid`, as old code stored it: the consumer's projection upcasts it.
+    let old = NewEvent::new(RawEvent::new("Paid", 1, r#"{"amount":5}"#));
+    store.append(&b, ExpectedVersion::NoStream, vec![tick(4), old]).await.unwrap();
+    let relay = Relay::new(store.clone(), InMemoryCheckpointStore::new(), InMemoryLease::new(), jetstream.clone(), settings.clone())
+        .with_options(relay_options());
+    let relay_handle = relay.handle();
+    let relay_task = tokio::spawn(relay.run());
+    assert!(relay_handle.wait_for(&store.head().await.unwrap(), WAIT).await);
+    // And a message that is no es event at all.
+    jetstream.publish(format!("{}.junk", settings.subjects.prefix()), "not an event".into()).await.unwrap().await.unwrap();
+
+    // Parked: the failing event is set aside and named, the rest of its stream and the other
+    // stream go on; the junk message is terminated.
+    let parking = ConsumerOptions {
+        durable_name: Some("parking".into()),
+        projection: ProjectionOptions { on_failure: OnFailure::Park, ..consumer_options(10).projection },
+        ..consumer_options(10)
+    };
+    let model = dir.path().join("parked.db");
+    let ledger = Ledger { fail_on: Some(666), ..Ledger::default() };
+    let consumer = Consumer::new(ledger, ledger_model(&model).await, jetstream.clone(), settings.clone()).with_options(parking);
+    let handle = consumer.handle();
+    let task = tokio::spawn(consumer.run());
+    assert!(handle.wait_for(&a, es::Version(3), WAIT).await);
+    assert!(handle.wait_for(&b, es::Version(2), WAIT).await);
+    let parked = handle.parked();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!((parked[0].event.stream.clone(), parked[0].event.stream_version), (a.clone(), es::Version(2)));
+    assert!(parked[0].error.contains("tick 666 refused"), "{}", parked[0].error);
+    assert_eq!(parked[0].attempts, 3);
+    handle.stop();
+    task.await.unwrap().unwrap();
+    let notes: Vec<String> = ledger_rows(&model).await.into_iter().map(|row| format!("{} {}", row.stream, row.note)).collect();
+    assert_eq!(notes, ["Counter/a tick 1", "Counter/a tick 3", "Counter/b tick 4", "Counter/b paid 5 (v1)"]);
+
+    // Stopped: the events before the failing one are committed, and the error names it.
+    let stopping = ConsumerOptions { durable_name: Some("stopping".into()), ..consumer_options(10) };
+    let model = dir.path().join("stopped.db");
+    let ledger = Ledger { fail_on: Some(666), ..Ledger::default() };
+    let consumer =
+        Consumer::new(ledger, ledger_model(&model).await, jetstream.clone(), settings.clone()).with_options(stopping.clone());
+    let error = consumer.run().await.unwrap_err();
+    assert!(
+        matches!(error.as_ref(), ConsumerError::Handler { event, attempts: 3, .. } if event.stream == a && event.stream_version == es::Version(2)),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("event 2 of stream Counter/a"), "{error}");
+    assert_eq!(ledger_rows(&model).await.len(), 1);
+
+    // Mended and run again, it resumes after what it committed (nothing twice), then stops at
+    // the junk message, naming its place in the stream.
+    let consumer = Consumer::new(Ledger::default(), ledger_model(&model).await, jetstream.clone(), settings.clone())
+        .with_options(stopping);
+    let error = consumer.run().await.unwrap_err();
+    assert!(matches!(error.as_ref(), ConsumerError::BadMessage { sequence: 6, .. }), "{error:?}");
+    assert!(error.to_string().contains("has no headers"), "{error}");
+    let rows = ledger_rows(&model).await;
+    assert_exactly_once_in_order(&store, &rows).await;
+
+    relay_handle.stop();
+    relay_task.await.unwrap().unwrap();
+    delete(&jetstream, &settings).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_relay_waits_for_the_lease_and_takes_over() {
+    let jetstream = jetstream().await;
+    let settings = unique_stream(&jetstream, "lease").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bank.db");
+    let relay_on = |store: SqliteStore| {
+        let (jetstream, settings) = (jetstream.clone(), settings.clone());
+        async move {
+            Relay::new(
+                store.clone(),
+                relay_checkpoints(store.clone()).await.unwrap(),
+                SqliteLease::new(store).await.unwrap(),
+                jetstream,
+                settings,
+            )
+            .with_options(relay_options())
+        }
+    };
+    let (first_store, second_store) = (SqliteStore::open(&path).unwrap(), SqliteStore::open(&path).unwrap());
+    let first = relay_on(first_store.clone()).await;
+    let first_handle = first.handle();
+    let first_task = tokio::spawn(first.run());
+    let stream = StreamId::new("Counter", "leased");
+    first_store.append(&stream, ExpectedVersion::NoStream, vec![tick(1), tick(2)]).await.unwrap();
+    assert!(first_handle.wait_for(&first_store.head().await.unwrap(), WAIT).await);
+
+    let second = relay_on(second_store.clone()).await;
+    let second_handle = second.handle();
+    let second_task = tokio::spawn(second.run());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(second_handle.state(), RelayState::Waiting);
+    assert_eq!(second_handle.published(), (0, 0));
+
+    // The first one stops (and releases the lease): the second resumes from its checkpoint.
+    first_handle.stop();
+    first_task.await.unwrap().unwrap();
+    second_store.append(&stream, ExpectedVersion::Exact(es::Version(2)), vec![tick(3)]).await.unwrap();
+    assert!(second_handle.wait_for(&second_store.head().await.unwrap(), WAIT).await);
+    assert_eq!(second_handle.state(), RelayState::Publishing);
+    assert_eq!(second_handle.published(), (1, 0), "it published only what the first had not");
+    assert_eq!(messages_in(&jetstream, &settings).await, 3);
+    second_handle.stop();
+    second_task.await.unwrap().unwrap();
+    delete(&jetstream, &settings).await;
+}
