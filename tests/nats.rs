@@ -30,8 +30,71 @@ const WAIT: Duration = Duration::from_secs(60);
 const CHILD_STORE: &str = "ES_NATS_CHILD_STORE";
 const CHILD_MODEL: &str = "ES_NATS_CHILD_MODEL";
 const CHILD_STREAM: &str = "ES_NATS_CHILD_STREAM";
+const CHILD_HANG: &str = "ES_NATS_CHILD_HANG";
 const RELAY_READY: &str = "relay-child: publishing";
 const CONSUMER_READY: &str = "consumer-child: running";
+/// What a child in hang mode prints when it stopped between JetStream's acknowledgements (or
+/// the read model's commit) and what follows them: the moment a kill must not lose or repeat.
+const HUNG: &str = "child: hung after the acknowledgements";
+
+/// A commit that succeeds `pass` times, then (after doing its work) says so and never returns:
+/// a process stuck exactly between two steps, for the parent to kill there.
+struct HangAfter<C> {
+    inner: C,
+    pass: std::sync::atomic::AtomicUsize,
+}
+
+impl<C> HangAfter<C> {
+    fn new(inner: C, pass: usize) -> Self {
+        Self { inner, pass: std::sync::atomic::AtomicUsize::new(pass) }
+    }
+
+    async fn maybe_hang(&self) {
+        if self.pass.fetch_sub(1, Ordering::AcqRel) == 0 {
+            println!("\n{HUNG}");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// The relay's checkpoint save hangs instead of saving: the batch is acknowledged, its
+/// checkpoint not stored.
+impl<C: es::projection::CommitBatch<()>> es::projection::CommitBatch<()> for HangAfter<C> {
+    async fn load(&self, name: &str) -> Result<Option<es::projection::SavedCheckpoint>, es::projection::CheckpointStoreError> {
+        self.inner.load(name).await
+    }
+
+    async fn commit(
+        &self,
+        projection: &Arc<std::sync::Mutex<()>>,
+        saved: &es::projection::SavedCheckpoint,
+    ) -> Result<(), es::projection::CheckpointStoreError> {
+        self.maybe_hang().await;
+        self.inner.commit(projection, saved).await
+    }
+}
+
+/// The consumer's commit hangs after committing: the batch is in the read model, its messages
+/// not acknowledged.
+impl<C: es::nats::CommitApplied<Ledger>> es::nats::CommitApplied<Ledger> for HangAfter<C> {
+    async fn load(
+        &self,
+        consumer: &str,
+    ) -> Result<std::collections::HashMap<StreamId, es::Version>, es::projection::CheckpointStoreError> {
+        self.inner.load(consumer).await
+    }
+
+    async fn commit(
+        &self,
+        consumer: &str,
+        projection: &Arc<std::sync::Mutex<Ledger>>,
+        applied: &[(StreamId, es::Version)],
+    ) -> Result<(), es::projection::CheckpointStoreError> {
+        self.inner.commit(consumer, projection, applied).await?;
+        self.maybe_hang().await;
+        Ok(())
+    }
+}
 
 fn relay_options() -> RelayOptions {
     RelayOptions {
@@ -49,8 +112,9 @@ fn fast_retry() -> RetryPolicy {
 fn consumer_options(batch_size: usize) -> ConsumerOptions {
     ConsumerOptions {
         projection: ProjectionOptions { batch_size, retry: fast_retry(), ..ProjectionOptions::default() },
-        ack_wait: Duration::from_secs(5),
-        gap_delay: Duration::from_millis(200),
+        ack_wait: Duration::from_secs(2),
+        gap_delay: Duration::from_millis(100),
+        gap_deliveries: 60,
         ..ConsumerOptions::default()
     }
 }
@@ -76,9 +140,11 @@ fn relay_child() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
         let store = SqliteStore::open(&path).unwrap();
+        // In hang mode, the second batch's checkpoint is never saved.
+        let pass = if std::env::var(CHILD_HANG).is_ok() { 1 } else { usize::MAX };
         let relay = Relay::new(
             store.clone(),
-            relay_checkpoints(store.clone()).await.unwrap(),
+            HangAfter::new(relay_checkpoints(store.clone()).await.unwrap(), pass),
             SqliteLease::new(store.clone()).await.unwrap(),
             jetstream().await,
             settings,
@@ -102,8 +168,10 @@ fn consumer_child() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
         let ledger = Ledger { slow_flush: Duration::from_millis(15), ..Ledger::default() };
-        let consumer = Consumer::new(ledger, ledger_model(path.as_ref()).await, jetstream().await, settings)
-            .with_options(consumer_options(50));
+        // In hang mode, the third batch is committed and never acknowledged.
+        let pass = if std::env::var(CHILD_HANG).is_ok() { 2 } else { usize::MAX };
+        let model = HangAfter::new(ledger_model(path.as_ref()).await, pass);
+        let consumer = Consumer::new(ledger, model, jetstream().await, settings).with_options(consumer_options(50));
         let handle = consumer.handle();
         let task = tokio::spawn(consumer.run());
         while !matches!(handle.state(), es::nats::ConsumerState::Running) {
@@ -147,23 +215,43 @@ async fn every_event_arrives_once_in_order_across_relay_restarts_and_a_killed_re
     let consumed = consumer.handle();
     let consumer_task = tokio::spawn(consumer.run());
 
+    // A backlog, so that every relay below is busy publishing when it is killed or stopped;
+    // then writers go on appending throughout.
+    let once = Arc::new(AtomicBool::new(true));
+    let mut backlog = 0;
+    for _ in 0..300 {
+        backlog += write_ticks(store.clone(), "backlog".into(), 4, Duration::ZERO, Arc::clone(&once)).await;
+    }
     let stop_writing = Arc::new(AtomicBool::new(false));
     let writer =
         tokio::spawn(write_ticks(store.clone(), "w".into(), 4, Duration::from_millis(3), Arc::clone(&stop_writing)));
 
-    // Two relay processes, each killed with SIGKILL while it publishes (the next one waits
-    // for the dead one's lease to expire).
-    for _ in 0..2 {
-        let child = start_child("relay_child", &child_env(&settings, CHILD_STORE, &store_path), RELAY_READY);
-        std::thread::sleep(Duration::from_millis(100 + random() % 400));
-        kill(child);
-    }
-    // A relay in this process, stopped and restarted.
+    // A relay process killed with SIGKILL at a random moment while it publishes (the next one
+    // waits for the dead one's lease to expire) ...
+    let env = child_env(&settings, CHILD_STORE, &store_path);
+    let child = start_child("relay_child", &env, RELAY_READY);
+    std::thread::sleep(Duration::from_millis(50 + random() % 300));
+    kill(child);
+    // ... and one killed exactly mid-batch: JetStream acknowledged the batch, the checkpoint
+    // after it is not saved.
+    let mut hang = env.clone();
+    hang.push((CHILD_HANG, "1".into()));
+    kill(start_child("relay_child", &hang, HUNG));
+
+    // A relay in this process publishes that batch again, and JetStream drops it; stopped and
+    // restarted.
     let relay = Relay::new(store.clone(), checkpoints, lease, jetstream.clone(), settings.clone())
         .with_options(relay_options());
     let handle = relay.handle();
     let task = tokio::spawn(relay.run());
-    tokio::time::sleep(Duration::from_millis(300 + random() % 300)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while handle.published().0 < relay_options().batch_size as u64 {
+        assert!(tokio::time::Instant::now() < deadline, "the relay published nothing: {:?}", handle.state());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (published, duplicates) = handle.published();
+    assert!(duplicates >= relay_options().batch_size as u64, "{duplicates} duplicates of {published}");
+    tokio::time::sleep(Duration::from_millis(100 + random() % 300)).await;
     handle.stop();
     task.await.unwrap().unwrap();
     assert_eq!(handle.state(), RelayState::Stopped);
@@ -180,7 +268,7 @@ async fn every_event_arrives_once_in_order_across_relay_restarts_and_a_killed_re
     let task = tokio::spawn(relay.run());
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop_writing.store(true, Ordering::Release);
-    let written = writer.await.unwrap();
+    let written = backlog + writer.await.unwrap();
 
     let head = store.head().await.unwrap();
     assert!(handle.wait_for(&head, WAIT).await, "the relay did not reach the head: {:?}", handle.state());
@@ -221,11 +309,17 @@ async fn a_consumer_killed_mid_batch_resumes_without_loss_or_repeat() {
         tokio::spawn(write_ticks(store.clone(), "live".into(), 3, Duration::from_millis(5), Arc::clone(&stop_writing)));
 
     drop(ledger_model(&model_path).await); // the tables, before the first child
-    for _ in 0..3 {
-        let child = start_child("consumer_child", &child_env(&settings, CHILD_MODEL, &model_path), CONSUMER_READY);
+    let env = child_env(&settings, CHILD_MODEL, &model_path);
+    for _ in 0..2 {
+        let child = start_child("consumer_child", &env, CONSUMER_READY);
         std::thread::sleep(Duration::from_millis(150 + random() % 500));
         kill(child);
     }
+    // One killed exactly between the commit of a batch and its acknowledgements: JetStream
+    // delivers the batch again, and the read model must not apply it twice.
+    let mut hang = env.clone();
+    hang.push((CHILD_HANG, "1".into()));
+    kill(start_child("consumer_child", &hang, HUNG));
     let killed_rows = ledger_rows(&model_path).await.len();
     assert!(killed_rows > 0, "the killed consumers committed something");
 

@@ -109,13 +109,24 @@ pub struct ConsumerOptions {
     /// before it is delivered again.
     pub gap_delay: Duration,
     /// How often such a message is delivered before the consumer gives up on the missing
-    /// event and treats the message as failed (`on_failure`).
+    /// event and treats the message as failed (`on_failure`). `gap_delay × gap_deliveries`
+    /// must be at least twice `ack_wait`: after a consumer process died, the messages it had
+    /// received and not acknowledged come back only after `ack_wait`, and the later events of
+    /// their streams arrive first and wait for them.
     pub gap_deliveries: i64,
+}
+
+impl ConsumerOptions {
+    /// How long a message waits for a missing predecessor in all: `gap_delay × gap_deliveries`.
+    #[must_use]
+    pub fn gap_timeout(&self) -> Duration {
+        self.gap_delay.saturating_mul(u32::try_from(self.gap_deliveries.max(0)).unwrap_or(u32::MAX))
+    }
 }
 
 impl Default for ConsumerOptions {
     /// The default [`ProjectionOptions`], up to 10,000 messages pending, 30 s to acknowledge,
-    /// a missing event waited for 30 times 1 s.
+    /// a missing event waited for 90 times 1 s.
     fn default() -> Self {
         Self {
             projection: ProjectionOptions::default(),
@@ -123,7 +134,7 @@ impl Default for ConsumerOptions {
             max_ack_pending: 10_000,
             ack_wait: Duration::from_secs(30),
             gap_delay: Duration::from_secs(1),
-            gap_deliveries: 30,
+            gap_deliveries: 90,
         }
     }
 }
@@ -145,6 +156,14 @@ pub enum ConsumerError {
         /// The client's error.
         #[source]
         source: async_nats::Error,
+    },
+    /// The options cannot work: what to change.
+    #[error("consumer `{consumer}`: {problem}")]
+    Options {
+        /// The durable consumer.
+        consumer: String,
+        /// What to change.
+        problem: String,
     },
     /// The durable consumer exists with a configuration this one cannot work with.
     #[error("consumer `{consumer}` exists with {problem}: delete it (`nats consumer rm`), or name another one")]
@@ -377,6 +396,17 @@ impl<P: Projection, C: CommitApplied<P>> Consumer<P, C> {
         let durable = self.durable_name();
         let jetstream_error =
             |doing, source: async_nats::Error| ConsumerError::JetStream { consumer: durable.clone(), doing, source };
+        let options = &self.options;
+        if options.gap_timeout() < options.ack_wait.saturating_mul(2) {
+            return Err(ConsumerError::Options {
+                consumer: durable,
+                problem: format!(
+                    "a missing event is waited for {:?} (gap_delay × gap_deliveries), less than twice ack_wait ({:?}): after a crash, unacknowledged events come back only after ack_wait",
+                    options.gap_timeout(),
+                    options.ack_wait
+                ),
+            });
+        }
         let stream = ensure(&self.jetstream, &self.stream).await.map_err(ConsumerError::Stream)?;
         let filter = self.stream.subjects.wildcard();
         let config = pull::Config {
