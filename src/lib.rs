@@ -153,12 +153,12 @@ pub use es_core::{
     timer,
 };
 pub use es_derive::{Aggregate, Projection, apply, event};
-#[cfg(feature = "postgres")]
-pub use es_postgres::{PostgresOptions, PostgresStore};
 /// Events to other processes over NATS JetStream (feature `nats`): the outbox [`Relay`](nats::Relay)
 /// and the [`Consumer`](nats::Consumer) that feeds projections exactly once.
 #[cfg(feature = "nats")]
 pub use es_nats as nats;
+#[cfg(feature = "postgres")]
+pub use es_postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use es_sqlite::{InlineProjection, InlineStore, SqliteCheckpoints, SqliteStore};
 pub use uuid::Uuid;

@@ -17,10 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use es::nats::async_nats::jetstream::stream::{Config, RetentionPolicy};
-use es::nats::sqlite::{SqliteLease, relay_checkpoints};
+use es::nats::sqlite::relay_checkpoints;
 use es::nats::{
-    Consumer, ConsumerError, ConsumerOptions, InMemoryLease, Relay, RelayError, RelayOptions, RelayState,
-    StreamError, StreamSettings,
+    Consumer, ConsumerError, ConsumerOptions, Relay, RelayError, RelayOptions, RelayState, StreamError, StreamSettings,
 };
 use es::projection::{InMemoryCheckpointStore, OnFailure, ProjectionOptions};
 use es::{EventStore, ExpectedVersion, InMemoryStore, NewEvent, RawEvent, RetryPolicy, SqliteStore, StreamId};
@@ -60,7 +59,10 @@ impl<C> HangAfter<C> {
 /// The relay's checkpoint save hangs instead of saving: the batch is acknowledged, its
 /// checkpoint not stored.
 impl<C: es::projection::CommitBatch<()>> es::projection::CommitBatch<()> for HangAfter<C> {
-    async fn load(&self, name: &str) -> Result<Option<es::projection::SavedCheckpoint>, es::projection::CheckpointStoreError> {
+    async fn load(
+        &self,
+        name: &str,
+    ) -> Result<Option<es::projection::SavedCheckpoint>, es::projection::CheckpointStoreError> {
         self.inner.load(name).await
     }
 
@@ -145,7 +147,6 @@ fn relay_child() {
         let relay = Relay::new(
             store.clone(),
             HangAfter::new(relay_checkpoints(store.clone()).await.unwrap(), pass),
-            SqliteLease::new(store.clone()).await.unwrap(),
             jetstream().await,
             settings,
         )
@@ -208,10 +209,10 @@ async fn every_event_arrives_once_in_order_across_relay_restarts_and_a_killed_re
     let store = SqliteStore::open(&store_path).unwrap();
     // The tables, before the children race to create them.
     let checkpoints = relay_checkpoints(store.clone()).await.unwrap();
-    let lease = SqliteLease::new(store.clone()).await.unwrap();
 
-    let consumer = Consumer::new(Ledger::default(), ledger_model(&model_path).await, jetstream.clone(), settings.clone())
-        .with_options(consumer_options(64));
+    let consumer =
+        Consumer::new(Ledger::default(), ledger_model(&model_path).await, jetstream.clone(), settings.clone())
+            .with_options(consumer_options(64));
     let consumed = consumer.handle();
     let consumer_task = tokio::spawn(consumer.run());
 
@@ -240,8 +241,8 @@ async fn every_event_arrives_once_in_order_across_relay_restarts_and_a_killed_re
 
     // A relay in this process publishes that batch again, and JetStream drops it; stopped and
     // restarted.
-    let relay = Relay::new(store.clone(), checkpoints, lease, jetstream.clone(), settings.clone())
-        .with_options(relay_options());
+    let relay =
+        Relay::new(store.clone(), checkpoints, jetstream.clone(), settings.clone()).with_options(relay_options());
     let handle = relay.handle();
     let task = tokio::spawn(relay.run());
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -256,14 +257,9 @@ async fn every_event_arrives_once_in_order_across_relay_restarts_and_a_killed_re
     task.await.unwrap().unwrap();
     assert_eq!(handle.state(), RelayState::Stopped);
 
-    let relay = Relay::new(
-        store.clone(),
-        relay_checkpoints(store.clone()).await.unwrap(),
-        SqliteLease::new(store.clone()).await.unwrap(),
-        jetstream.clone(),
-        settings.clone(),
-    )
-    .with_options(relay_options());
+    let relay =
+        Relay::new(store.clone(), relay_checkpoints(store.clone()).await.unwrap(), jetstream.clone(), settings.clone())
+            .with_options(relay_options());
     let handle = relay.handle();
     let task = tokio::spawn(relay.run());
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -293,7 +289,7 @@ async fn a_consumer_killed_mid_batch_resumes_without_loss_or_repeat() {
     let dir = tempfile::tempdir().unwrap();
     let model_path = dir.path().join("model.db");
     let store = SqliteStore::open(dir.path().join("bank.db")).unwrap();
-    let relay = Relay::new(store.clone(), InMemoryCheckpointStore::new(), InMemoryLease::new(), jetstream.clone(), settings.clone())
+    let relay = Relay::new(store.clone(), InMemoryCheckpointStore::new(), jetstream.clone(), settings.clone())
         .with_options(RelayOptions { batch_size: 200, ..relay_options() });
     let relay_handle = relay.handle();
     let relay_task = tokio::spawn(relay.run());
@@ -328,8 +324,9 @@ async fn a_consumer_killed_mid_batch_resumes_without_loss_or_repeat() {
     let head = store.head().await.unwrap();
     assert!(relay_handle.wait_for(&head, WAIT).await, "{:?}", relay_handle.state());
 
-    let consumer = Consumer::new(Ledger::default(), ledger_model(&model_path).await, jetstream.clone(), settings.clone())
-        .with_options(consumer_options(50));
+    let consumer =
+        Consumer::new(Ledger::default(), ledger_model(&model_path).await, jetstream.clone(), settings.clone())
+            .with_options(consumer_options(50));
     let consumed = consumer.handle();
     let consumer_task = tokio::spawn(consumer.run());
     wait_for_all(&store, &consumed).await;
@@ -345,7 +342,7 @@ async fn a_consumer_killed_mid_batch_resumes_without_loss_or_repeat() {
 }
 
 async fn run_relay_once(settings: &StreamSettings) -> Result<(), RelayError> {
-    let relay = Relay::new(InMemoryStore::new(), InMemoryCheckpointStore::new(), InMemoryLease::new(), jetstream().await, settings.clone());
+    let relay = Relay::new(InMemoryStore::new(), InMemoryCheckpointStore::new(), jetstream().await, settings.clone());
     let handle = relay.handle();
     let task = tokio::spawn(relay.run());
     // A relay that accepted the stream publishes until stopped.
@@ -373,14 +370,18 @@ async fn a_stream_that_does_not_fit_is_a_typed_error_that_says_what_to_change() 
     );
     assert!(error.to_string().contains("raise its duplicate_window"), "{error}");
     // The consumer checks the same.
-    let consumer = Consumer::new(Ledger::default(), es::nats::InMemoryApplied::new(), jetstream.clone(), settings.clone());
+    let consumer =
+        Consumer::new(Ledger::default(), es::nats::InMemoryApplied::new(), jetstream.clone(), settings.clone());
     let error = consumer.run().await.unwrap_err();
     assert!(matches!(error.as_ref(), ConsumerError::Stream(StreamError::DuplicateWindow { .. })), "{error:?}");
     delete(&jetstream, &settings).await;
 
     jetstream.create_stream(Config { subjects: vec!["elsewhere.>".into()], ..base.clone() }).await.unwrap();
     let error = run_relay_once(&settings).await.unwrap_err();
-    assert!(matches!(&error, RelayError::Stream(StreamError::Subjects { found, .. }) if found == &["elsewhere.>"]), "{error:?}");
+    assert!(
+        matches!(&error, RelayError::Stream(StreamError::Subjects { found, .. }) if found == &["elsewhere.>"]),
+        "{error:?}"
+    );
     delete(&jetstream, &settings).await;
 
     jetstream.create_stream(Config { retention: RetentionPolicy::Interest, ..base.clone() }).await.unwrap();
@@ -419,13 +420,18 @@ async fn a_poisoned_message_is_parked_or_stops_the_consumer_and_says_which() {
     // Version 1 of `Paid`, as old code stored it: the consumer's projection upcasts it.
     let old = NewEvent::new(RawEvent::new("Paid", 1, r#"{"amount":5}"#));
     store.append(&b, ExpectedVersion::NoStream, vec![tick(4), old]).await.unwrap();
-    let relay = Relay::new(store.clone(), InMemoryCheckpointStore::new(), InMemoryLease::new(), jetstream.clone(), settings.clone())
+    let relay = Relay::new(store.clone(), InMemoryCheckpointStore::new(), jetstream.clone(), settings.clone())
         .with_options(relay_options());
     let relay_handle = relay.handle();
     let relay_task = tokio::spawn(relay.run());
     assert!(relay_handle.wait_for(&store.head().await.unwrap(), WAIT).await);
     // And a message that is no es event at all.
-    jetstream.publish(format!("{}.junk", settings.subjects.prefix()), "not an event".into()).await.unwrap().await.unwrap();
+    jetstream
+        .publish(format!("{}.junk", settings.subjects.prefix()), "not an event".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 
     // Parked: the failing event is set aside and named, the rest of its stream and the other
     // stream go on; the junk message is terminated.
@@ -436,7 +442,8 @@ async fn a_poisoned_message_is_parked_or_stops_the_consumer_and_says_which() {
     };
     let model = dir.path().join("parked.db");
     let ledger = Ledger { fail_on: Some(666), ..Ledger::default() };
-    let consumer = Consumer::new(ledger, ledger_model(&model).await, jetstream.clone(), settings.clone()).with_options(parking);
+    let consumer =
+        Consumer::new(ledger, ledger_model(&model).await, jetstream.clone(), settings.clone()).with_options(parking);
     let handle = consumer.handle();
     let task = tokio::spawn(consumer.run());
     assert!(handle.wait_for(&a, es::Version(3), WAIT).await);
@@ -448,15 +455,16 @@ async fn a_poisoned_message_is_parked_or_stops_the_consumer_and_says_which() {
     assert_eq!(parked[0].attempts, 3);
     handle.stop();
     task.await.unwrap().unwrap();
-    let notes: Vec<String> = ledger_rows(&model).await.into_iter().map(|row| format!("{} {}", row.stream, row.note)).collect();
+    let notes: Vec<String> =
+        ledger_rows(&model).await.into_iter().map(|row| format!("{} {}", row.stream, row.note)).collect();
     assert_eq!(notes, ["Counter/a tick 1", "Counter/a tick 3", "Counter/b tick 4", "Counter/b paid 5 (v1)"]);
 
     // Stopped: the events before the failing one are committed, and the error names it.
     let stopping = ConsumerOptions { durable_name: Some("stopping".into()), ..consumer_options(10) };
     let model = dir.path().join("stopped.db");
     let ledger = Ledger { fail_on: Some(666), ..Ledger::default() };
-    let consumer =
-        Consumer::new(ledger, ledger_model(&model).await, jetstream.clone(), settings.clone()).with_options(stopping.clone());
+    let consumer = Consumer::new(ledger, ledger_model(&model).await, jetstream.clone(), settings.clone())
+        .with_options(stopping.clone());
     let error = consumer.run().await.unwrap_err();
     assert!(
         matches!(error.as_ref(), ConsumerError::Handler { event, attempts: 3, .. } if event.stream == a && event.stream_version == es::Version(2)),
@@ -489,14 +497,8 @@ async fn a_second_relay_waits_for_the_lease_and_takes_over() {
     let relay_on = |store: SqliteStore| {
         let (jetstream, settings) = (jetstream.clone(), settings.clone());
         async move {
-            Relay::new(
-                store.clone(),
-                relay_checkpoints(store.clone()).await.unwrap(),
-                SqliteLease::new(store).await.unwrap(),
-                jetstream,
-                settings,
-            )
-            .with_options(relay_options())
+            Relay::new(store.clone(), relay_checkpoints(store).await.unwrap(), jetstream, settings)
+                .with_options(relay_options())
         }
     };
     let (first_store, second_store) = (SqliteStore::open(&path).unwrap(), SqliteStore::open(&path).unwrap());

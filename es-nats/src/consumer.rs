@@ -422,7 +422,8 @@ impl<P: Projection, C: CommitApplied<P>> Consumer<P, C> {
             .get_or_create_consumer(&durable, config)
             .await
             .map_err(|error| jetstream_error("get_or_create_consumer", error.into()))?;
-        let found = consumer.info().await.map_err(|error| jetstream_error("consumer info", error.into()))?.config.clone();
+        let found =
+            consumer.info().await.map_err(|error| jetstream_error("consumer info", error.into()))?.config.clone();
         let problem = if found.ack_policy != AckPolicy::Explicit {
             Some(format!("ack policy {:?}, not Explicit", found.ack_policy))
         } else if found.filter_subject != filter {
@@ -547,7 +548,12 @@ impl<P: Projection, C: CommitApplied<P>> Consumer<P, C> {
             }
             let event = failed_event(&record);
             if self.options.projection.on_failure == OnFailure::Stop {
-                return Err(ConsumerError::Gap { consumer: durable.to_owned(), event, expected: last.next(), deliveries });
+                return Err(ConsumerError::Gap {
+                    consumer: durable.to_owned(),
+                    event,
+                    expected: last.next(),
+                    deliveries,
+                });
             }
             // Parked: the missing events are given up on (and reported), this one is handled.
             let error = format!(

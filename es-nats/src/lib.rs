@@ -3,19 +3,14 @@
 //! same `#[derive(Projection)]` read models a local runner feeds, exactly once.
 //!
 //! ```no_run
-//! # use es_nats::{Relay, StreamSettings, sqlite::{SqliteLease, relay_checkpoints}};
+//! # use es_nats::{Relay, StreamSettings, sqlite::relay_checkpoints};
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = es_sqlite::SqliteStore::open("bank.db")?;
 //! let jetstream = async_nats::jetstream::new(async_nats::connect("127.0.0.1:4222").await?);
 //! let settings = StreamSettings::new("BANK", "bank"); // stream BANK holds subjects bank.>
-//! let relay = Relay::new(
-//!     store.clone(),
-//!     relay_checkpoints(store.clone()).await?, // its checkpoint in the store's file
-//!     SqliteLease::new(store.clone()).await?,  // one relay at a time per store
-//!     jetstream,
-//!     settings,
-//! );
+//! // Its checkpoint in the store's file; one relay at a time per store (the store's lease).
+//! let relay = Relay::new(store.clone(), relay_checkpoints(store.clone()).await?, jetstream, settings);
 //! tokio::spawn(relay.run());
 //! # Ok(())
 //! # }
@@ -47,10 +42,11 @@
 //! first publication. The relay keeps restarts inside that window:
 //!
 //! - a relay restarted in place republishes within moments;
-//! - a relay that dies without a word (SIGKILL, a lost machine) holds a [`Lease`] that it
-//!   renews every third of [`RelayOptions::lease_ttl`] (10 s); a waiting relay takes over when
-//!   it expires, so the first new publication follows the last old one by at most the time to
-//!   live plus one lease poll (a third of it): 14 s by default;
+//! - a relay that dies without a word (SIGKILL, a lost machine) holds the store's
+//!   [`Lease`](es_core::store::Lease) that it renews every third of
+//!   [`RelayOptions::lease_ttl`] (10 s); a waiting relay takes over when it expires, so the
+//!   first new publication follows the last old one by at most the time to live plus one
+//!   lease poll (a quarter of it): 12.5 s by default;
 //! - on start the relay checks the stream's window ([`StreamSettings::duplicate_window`],
 //!   2 minutes by default, and never less than [`StreamSettings::MIN_DUPLICATE_WINDOW`],
 //!   a minute, which is four times that takeover) and refuses a stream whose window is shorter
@@ -92,7 +88,6 @@
 
 mod consumer;
 pub mod envelope;
-mod lease;
 mod relay;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -105,6 +100,5 @@ pub use crate::consumer::{
     CommitApplied, Consumer, ConsumerError, ConsumerHandle, ConsumerOptions, ConsumerState, InMemoryApplied,
 };
 pub use crate::envelope::{BadMessage, Subjects};
-pub use crate::lease::{InMemoryLease, Lease};
 pub use crate::relay::{Relay, RelayError, RelayHandle, RelayOptions, RelayState, message};
 pub use crate::stream::{StreamError, StreamSettings};

@@ -3,19 +3,20 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self};
 use bytes::Bytes;
 use es_core::projection::{CheckpointStoreError, CommitBatch, FailedEvent, ProjectionIdentity, SavedCheckpoint};
-use es_core::store::{AllEventsPage, Checkpoint, CommitSignal, EventStore, ReadAllFilter, StoreError};
+use es_core::store::{
+    AllEventsPage, Checkpoint, CommitSignal, EventStore, Lease, LeaseLost, Leases, ReadAllFilter, StoreError,
+};
 use es_core::{RetryPolicy, StoredEvent};
 use uuid::Uuid;
 
 use crate::envelope;
-use crate::lease::Lease;
 use crate::stream::{StreamError, StreamSettings, ensure};
 
 /// How a relay reads, publishes, retries and holds its lease.
@@ -79,21 +80,25 @@ pub enum RelayError {
         #[source]
         source: CheckpointStoreError,
     },
-    /// Taking or renewing the lease failed.
-    #[error("relay `{relay}`: its lease could not be taken or renewed")]
+    /// Taking the lease failed.
+    #[error("relay `{relay}`: its lease could not be taken")]
     Lease {
         /// The relay.
         relay: String,
-        /// The storage's error.
+        /// The store's error.
         #[source]
-        source: CheckpointStoreError,
+        source: StoreError,
     },
-    /// Another relay holds the lease now (this one could not renew it in time): this one
-    /// stopped publishing. Run it again to wait for its turn.
-    #[error("relay `{relay}` lost its lease to another relay and stopped publishing")]
+    /// The lease is no longer this relay's (another relay took it over after this one could
+    /// not renew it in time, or it lapsed): this one stopped publishing. Run it again to wait
+    /// for its turn.
+    #[error("relay `{relay}` lost its lease and stopped publishing")]
     LeaseLost {
         /// The relay.
         relay: String,
+        /// How it was lost.
+        #[source]
+        source: LeaseLost,
     },
     /// JetStream did not acknowledge an event after the last try.
     #[error("relay `{relay}`: JetStream did not take {event} after {attempts} tries")]
@@ -185,38 +190,36 @@ impl Shared {
 /// - `checkpoints`: where its checkpoint is kept, named `es-nats relay <stream>`: any
 ///   [`CheckpointStore`](es_core::projection::CheckpointStore), or (SQLite, the store's own
 ///   file) [`sqlite::relay_checkpoints`](crate::sqlite::relay_checkpoints).
-/// - `lease`: where the lease is kept: [`SqliteLease`](crate::sqlite::SqliteLease) in the
-///   store's file, or [`InMemoryLease`](crate::InMemoryLease) for relays of one process.
-pub struct Relay<S, C, L> {
+/// - The lease (one relay at a time) is the store's own ([`Leases`]: memory, SQLite,
+///   PostgreSQL), named like the checkpoint.
+pub struct Relay<S, C> {
     store: Arc<S>,
     checkpoints: C,
-    lease: L,
     jetstream: jetstream::Context,
     stream: StreamSettings,
     options: RelayOptions,
     name: String,
-    holder: Uuid,
+    holder: String,
     shared: Arc<Shared>,
 }
 
-impl<S, C, L> fmt::Debug for Relay<S, C, L> {
+impl<S, C> fmt::Debug for Relay<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Relay").field("name", &self.name).field("options", &self.options).finish_non_exhaustive()
     }
 }
 
-impl<S: EventStore, C: CommitBatch<()>, L: Lease> Relay<S, C, L> {
+impl<S: EventStore + Leases, C: CommitBatch<()>> Relay<S, C> {
     /// A relay of `store` to the stream `stream` describes, through `jetstream`, with the
     /// default [`RelayOptions`].
-    pub fn new(store: S, checkpoints: C, lease: L, jetstream: jetstream::Context, stream: StreamSettings) -> Self {
-        Self::with_shared_store(Arc::new(store), checkpoints, lease, jetstream, stream)
+    pub fn new(store: S, checkpoints: C, jetstream: jetstream::Context, stream: StreamSettings) -> Self {
+        Self::with_shared_store(Arc::new(store), checkpoints, jetstream, stream)
     }
 
     /// [`Relay::new`] over a store shared with others.
     pub fn with_shared_store(
         store: Arc<S>,
         checkpoints: C,
-        lease: L,
         jetstream: jetstream::Context,
         stream: StreamSettings,
     ) -> Self {
@@ -229,17 +232,9 @@ impl<S: EventStore, C: CommitBatch<()>, L: Lease> Relay<S, C, L> {
             stop: AtomicBool::new(false),
             stopping: CommitSignal::new(),
         });
-        Self {
-            store,
-            checkpoints,
-            lease,
-            jetstream,
-            stream,
-            options: RelayOptions::default(),
-            name,
-            holder: Uuid::now_v7(),
-            shared,
-        }
+        // Unique per relay value: two relays of one process are two holders.
+        let holder = format!("relay pid {} {}", std::process::id(), Uuid::now_v7());
+        Self { store, checkpoints, jetstream, stream, options: RelayOptions::default(), name, holder, shared }
     }
 
     /// The same relay with these options.
@@ -268,9 +263,6 @@ impl<S: EventStore, C: CommitBatch<()>, L: Lease> Relay<S, C, L> {
     /// The [`RelayError`] that stopped it.
     pub async fn run(self) -> Result<(), RelayError> {
         let result = self.run_inner().await;
-        if let Err(error) = self.lease.release(&self.name, self.holder).await {
-            tracing::warn!(relay = %self.name, error = %error, "the lease could not be released; it expires by itself");
-        }
         match &result {
             Ok(()) => self.shared.update(|p| p.state = RelayState::Stopped),
             Err(error) => {
@@ -284,61 +276,37 @@ impl<S: EventStore, C: CommitBatch<()>, L: Lease> Relay<S, C, L> {
 
     async fn run_inner(&self) -> Result<(), RelayError> {
         ensure(&self.jetstream, &self.stream).await.map_err(RelayError::Stream)?;
-        if !self.acquire().await? {
-            return Ok(());
-        }
-        tracing::info!(relay = %self.name, "lease taken: publishing");
+        let Some(mut lease) = self.acquire().await? else { return Ok(()) };
+        tracing::info!(relay = %self.name, token = lease.grant().token, "lease taken: publishing");
         self.shared.update(|p| p.state = RelayState::Publishing);
-        tokio::select! {
+        let result = tokio::select! {
             result = self.publish() => result,
-            lost = self.keep() => Err(lost),
+            lost = lease.keep() => return Err(RelayError::LeaseLost { relay: self.name.clone(), source: lost }),
+        };
+        if let Err(error) = lease.release().await {
+            tracing::warn!(relay = %self.name, error = %error, "the lease could not be released; it expires by itself");
         }
+        result
     }
 
-    /// Waits for the lease; `false` when stopped first.
-    async fn acquire(&self) -> Result<bool, RelayError> {
-        let mut said = false;
-        loop {
-            if self.shared.stopped() {
-                return Ok(false);
-            }
-            let stop_seen = self.shared.stopping.generation();
-            let taken = self
-                .lease
-                .try_acquire(&self.name, self.holder, self.options.lease_ttl)
-                .await
-                .map_err(|source| RelayError::Lease { relay: self.name.clone(), source })?;
-            if taken {
-                return Ok(true);
-            }
-            if !said {
-                tracing::info!(relay = %self.name, "another relay holds the lease: waiting");
-                self.shared.update(|p| p.state = RelayState::Waiting);
-                said = true;
-            }
-            tokio::select! {
-                () = tokio::time::sleep(self.options.lease_ttl / 3) => {}
-                () = self.shared.stopping.changed(stop_seen) => {}
-            }
+    /// Waits for the lease; `None` when stopped first.
+    async fn acquire(&self) -> Result<Option<Lease<Arc<S>>>, RelayError> {
+        let lease_error = |source| RelayError::Lease { relay: self.name.clone(), source };
+        let (store, ttl) = (Arc::clone(&self.store), self.options.lease_ttl);
+        if let Some(lease) =
+            Lease::try_acquire(Arc::clone(&store), &self.name, &self.holder, ttl).await.map_err(lease_error)?
+        {
+            return Ok(Some(lease));
         }
-    }
-
-    /// Renews the lease every third of its time to live; returns when it is lost (another
-    /// holder has it, or renewals failed for a whole time to live).
-    async fn keep(&self) -> RelayError {
-        let ttl = self.options.lease_ttl;
-        let mut renewed = Instant::now();
-        loop {
-            tokio::time::sleep(ttl / 3).await;
-            match self.lease.try_acquire(&self.name, self.holder, ttl).await {
-                Ok(true) => renewed = Instant::now(),
-                Ok(false) => return RelayError::LeaseLost { relay: self.name.clone() },
-                Err(error) if renewed.elapsed() >= ttl => {
-                    tracing::error!(relay = %self.name, error = %error, "the lease could not be renewed in time");
-                    return RelayError::Lease { relay: self.name.clone(), source: error };
-                }
-                Err(error) => tracing::warn!(relay = %self.name, error = %error, "renewing the lease failed; trying again"),
-            }
+        tracing::info!(relay = %self.name, "another relay holds the lease: waiting");
+        self.shared.update(|p| p.state = RelayState::Waiting);
+        let stop_seen = self.shared.stopping.generation();
+        if self.shared.stopped() {
+            return Ok(None);
+        }
+        tokio::select! {
+            lease = Lease::acquire(store, &self.name, &self.holder, ttl) => lease.map(Some).map_err(lease_error),
+            () = self.shared.stopping.changed(stop_seen) => Ok(None),
         }
     }
 
@@ -356,7 +324,8 @@ impl<S: EventStore, C: CommitBatch<()>, L: Lease> Relay<S, C, L> {
             .map_or(Checkpoint::START, |saved| saved.checkpoint);
         self.shared.update(|p| p.checkpoint = checkpoint.clone());
         let signal = self.store.commit_signal();
-        let (filter, batch_size, no_state) = (ReadAllFilter::all(), self.options.batch_size.max(1), Arc::new(Mutex::new(())));
+        let (filter, batch_size, no_state) =
+            (ReadAllFilter::all(), self.options.batch_size.max(1), Arc::new(Mutex::new(())));
         loop {
             if self.shared.stopped() {
                 return Ok(());

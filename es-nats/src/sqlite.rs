@@ -1,19 +1,16 @@
-//! SQLite (feature `sqlite`): the relay's checkpoint and lease in the store's own file, and a
+//! SQLite (feature `sqlite`): the relay's checkpoint in the store's own file, and a
 //! consumer's exactly-once read model in a file of its own.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
 
 use es_core::projection::{CheckpointStoreError, HandlerError};
 use es_core::store::StoreError;
 use es_core::{StreamId, Version};
-use es_sqlite::rusqlite::{self, OptionalExtension, Transaction};
+use es_sqlite::rusqlite::{self, Transaction};
 use es_sqlite::{SqliteCheckpoints, SqliteStore, backend_error};
-use uuid::Uuid;
 
 use crate::consumer::CommitApplied;
-use crate::lease::Lease;
 
 /// The relay's checkpoint store on SQLite: [`SqliteCheckpoints`] with nothing to flush.
 pub type RelayCheckpoints = SqliteCheckpoints<fn(&Transaction<'_>, &mut ()) -> Result<(), HandlerError>>;
@@ -41,90 +38,6 @@ impl From<StoreError> for Failed {
 
 fn sql<T>(result: rusqlite::Result<T>, doing: &'static str) -> Result<T, Failed> {
     result.map_err(|error| Failed::from(backend_error(doing, error)))
-}
-
-/// The relay's lease in a SQLite file (table `es_nats_leases`): every process that opens the
-/// store's file sees it. Expiry is by wall clock, which processes on one machine share.
-#[derive(Debug, Clone)]
-pub struct SqliteLease {
-    store: SqliteStore,
-}
-
-impl SqliteLease {
-    /// Leases in `store`'s file, creating their table if needed.
-    ///
-    /// # Errors
-    /// Backend errors creating the table.
-    pub async fn new(store: SqliteStore) -> Result<Self, StoreError> {
-        store
-            .transaction(|tx| {
-                tx.execute_batch(
-                    "CREATE TABLE IF NOT EXISTS es_nats_leases (
-                        name TEXT PRIMARY KEY NOT NULL,
-                        holder TEXT NOT NULL,
-                        expires_ms INTEGER NOT NULL
-                    )",
-                )
-                .map_err(|error| backend_error("cannot create the lease table", error))
-            })
-            .await?;
-        Ok(Self { store })
-    }
-}
-
-fn now_ms() -> i64 {
-    let since = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-}
-
-impl Lease for SqliteLease {
-    async fn try_acquire(&self, name: &str, holder: Uuid, ttl: Duration) -> Result<bool, CheckpointStoreError> {
-        let name = name.to_owned();
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        self.store
-            .transaction(move |tx| {
-                let now = now_ms();
-                let current: Option<(String, i64)> = sql(
-                    tx.query_row("SELECT holder, expires_ms FROM es_nats_leases WHERE name = ?1", [&name], |row| {
-                        Ok((row.get(0)?, row.get(1)?))
-                    })
-                    .optional(),
-                    "cannot read a lease",
-                )?;
-                let holder = holder.to_string();
-                if current.is_some_and(|(other, expires)| other != holder && expires > now) {
-                    return Ok(false);
-                }
-                sql(
-                    tx.execute(
-                        "INSERT INTO es_nats_leases (name, holder, expires_ms) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms",
-                        rusqlite::params![name, holder, now.saturating_add(ttl_ms)],
-                    ),
-                    "cannot take a lease",
-                )?;
-                Ok(true)
-            })
-            .await
-            .map_err(|Failed(error)| error)
-    }
-
-    async fn release(&self, name: &str, holder: Uuid) -> Result<(), CheckpointStoreError> {
-        let name = name.to_owned();
-        self.store
-            .transaction(move |tx| {
-                sql(
-                    tx.execute(
-                        "DELETE FROM es_nats_leases WHERE name = ?1 AND holder = ?2",
-                        rusqlite::params![name, holder.to_string()],
-                    ),
-                    "cannot release a lease",
-                )?;
-                Ok(())
-            })
-            .await
-            .map_err(|Failed(error)| error)
-    }
 }
 
 /// A consumer's read model in a SQLite file, committed **exactly once**: `flush` writes what a
@@ -199,7 +112,9 @@ where
                 for row in rows {
                     let (stream_type, id, version) = sql(row, "cannot read the applied versions")?;
                     let version = u64::try_from(version).map_err(|_| {
-                        Failed(CheckpointStoreError::new(format!("stream {stream_type}/{id} has version {version} applied")))
+                        Failed(CheckpointStoreError::new(format!(
+                            "stream {stream_type}/{id} has version {version} applied"
+                        )))
                     })?;
                     applied.insert(StreamId::new(stream_type, id), Version(version));
                 }

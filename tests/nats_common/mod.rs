@@ -29,7 +29,9 @@ pub async fn jetstream() -> jetstream::Context {
         .connection_timeout(Duration::from_secs(5))
         .connect(&url)
         .await
-        .unwrap_or_else(|error| panic!("NATS is unreachable at {url} ({error}): start `nats-server -js` (see .ci/run)"));
+        .unwrap_or_else(|error| {
+            panic!("NATS is unreachable at {url} ({error}): start `nats-server -js` (see .ci/run)")
+        });
     jetstream::new(client)
 }
 
@@ -150,7 +152,8 @@ pub fn flush_ledger(tx: &Transaction<'_>, ledger: &mut Ledger) -> Result<(), Han
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS ledger (event_id TEXT NOT NULL, stream TEXT NOT NULL, version INTEGER NOT NULL, note TEXT NOT NULL)",
     )?;
-    let mut insert = tx.prepare_cached("INSERT INTO ledger (event_id, stream, version, note) VALUES (?1, ?2, ?3, ?4)")?;
+    let mut insert =
+        tx.prepare_cached("INSERT INTO ledger (event_id, stream, version, note) VALUES (?1, ?2, ?3, ?4)")?;
     for row in ledger.pending.drain(..) {
         insert.execute((row.event_id, row.stream, i64::try_from(row.version)?, row.note))?;
     }
@@ -210,7 +213,13 @@ pub async fn assert_exactly_once_in_order(store: &SqliteStore, rows: &[Row]) {
     let repeated: Vec<_> = seen.iter().filter(|(_, count)| **count > 1).collect();
     assert!(repeated.is_empty(), "events applied more than once: {repeated:?}");
     let missing: Vec<_> = all.iter().filter(|e| !seen.contains_key(e.event_id.to_string().as_str())).collect();
-    assert!(missing.is_empty(), "{} of {} events never reached the read model: {:?}", missing.len(), all.len(), missing.first());
+    assert!(
+        missing.is_empty(),
+        "{} of {} events never reached the read model: {:?}",
+        missing.len(),
+        all.len(),
+        missing.first()
+    );
     assert_eq!(rows.len(), all.len());
     let mut versions: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     for row in rows {
