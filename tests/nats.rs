@@ -528,3 +528,33 @@ async fn a_second_relay_waits_for_the_lease_and_takes_over() {
     second_task.await.unwrap().unwrap();
     delete(&jetstream, &settings).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_read_model_starts_its_durable_consumer_from_the_first_message() {
+    let jetstream = jetstream().await;
+    let settings = unique_stream(&jetstream, "fresh").await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("bank.db")).unwrap();
+    let stream = StreamId::new("Counter", "fresh");
+    store.append(&stream, ExpectedVersion::NoStream, vec![tick(1), tick(2), tick(3)]).await.unwrap();
+    let relay = Relay::new(store.clone(), InMemoryCheckpointStore::new(), jetstream.clone(), settings.clone())
+        .with_options(relay_options());
+    let relay_handle = relay.handle();
+    let relay_task = tokio::spawn(relay.run());
+
+    for model in ["first.db", "second.db"] {
+        // The same durable consumer each time; the second read model is new.
+        let path = dir.path().join(model);
+        let consumer = Consumer::new(Ledger::default(), ledger_model(&path).await, jetstream.clone(), settings.clone())
+            .with_options(consumer_options(10));
+        let handle = consumer.handle();
+        let task = tokio::spawn(consumer.run());
+        assert!(handle.wait_for(&stream, es::Version(3), WAIT).await, "{model}: {:?}", handle.state());
+        handle.stop();
+        task.await.unwrap().unwrap();
+        assert_exactly_once_in_order(&store, &ledger_rows(&path).await).await;
+    }
+    relay_handle.stop();
+    relay_task.await.unwrap().unwrap();
+    delete(&jetstream, &settings).await;
+}

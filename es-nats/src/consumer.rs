@@ -311,6 +311,11 @@ enum Outcome {
 ///   message terminated) and goes on. A message that is not an es event is treated the same
 ///   way; one that does not decode stops the consumer, as it stops a local projection.
 ///
+/// The read model is the truth about what was applied, not the durable consumer's position:
+/// a read model that has applied nothing (new, or emptied for a rebuild) starts its durable
+/// consumer again from the first message, and a message of an applied version is skipped
+/// whatever JetStream thinks.
+///
 /// One consumer process per durable name: two running the same durable consumer share its
 /// messages, and a stream's order is then no longer one process's to keep.
 pub struct Consumer<P, C> {
@@ -418,13 +423,32 @@ impl<P: Projection, C: CommitApplied<P>> Consumer<P, C> {
             filter_subject: filter.clone(),
             ..pull::Config::default()
         };
+        let applied = self
+            .read_model
+            .load(&durable)
+            .await
+            .map_err(|source| ConsumerError::ReadModel { consumer: durable.clone(), source })?;
         let mut consumer: jetstream::consumer::PullConsumer = stream
-            .get_or_create_consumer(&durable, config)
+            .get_or_create_consumer(&durable, config.clone())
             .await
             .map_err(|error| jetstream_error("get_or_create_consumer", error.into()))?;
-        let found =
-            consumer.info().await.map_err(|error| jetstream_error("consumer info", error.into()))?.config.clone();
-        let problem = if found.ack_policy != AckPolicy::Explicit {
+        let info = consumer.info().await.map_err(|error| jetstream_error("consumer info", error.into()))?.clone();
+        let restart = applied.is_empty() && info.delivered.stream_sequence > 0;
+        if restart {
+            // The read model is new (or was emptied) but the durable consumer has handed out
+            // messages before: what it acknowledged would never come back. The read model is
+            // the truth: start the consumer again from the first message.
+            tracing::warn!(consumer = %durable, "the read model has applied nothing: the durable consumer starts again from the first message");
+            stream.delete_consumer(&durable).await.map_err(|error| jetstream_error("delete_consumer", error.into()))?;
+            consumer = stream
+                .get_or_create_consumer(&durable, config)
+                .await
+                .map_err(|error| jetstream_error("get_or_create_consumer", error.into()))?;
+        }
+        let found = info.config;
+        let problem = if restart {
+            None
+        } else if found.ack_policy != AckPolicy::Explicit {
             Some(format!("ack policy {:?}, not Explicit", found.ack_policy))
         } else if found.filter_subject != filter {
             Some(format!("filter subject `{}`, not `{filter}`", found.filter_subject))
@@ -434,11 +458,6 @@ impl<P: Projection, C: CommitApplied<P>> Consumer<P, C> {
         if let Some(problem) = problem {
             return Err(ConsumerError::ConsumerConfig { consumer: durable, problem });
         }
-        let applied = self
-            .read_model
-            .load(&durable)
-            .await
-            .map_err(|source| ConsumerError::ReadModel { consumer: durable.clone(), source })?;
         self.shared.update(|p| {
             p.applied = applied;
             p.state = ConsumerState::Running;
