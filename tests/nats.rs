@@ -395,6 +395,11 @@ async fn a_stream_that_does_not_fit_is_a_typed_error_that_says_what_to_change() 
     let short = settings.clone().with_duplicate_window(Duration::from_secs(5));
     let error = run_relay_once(&short).await.unwrap_err();
     assert!(matches!(&error, RelayError::Stream(StreamError::Settings { .. })), "{error:?}");
+    // A lease so long that a takeover could fall outside the window.
+    let relay = Relay::new(InMemoryStore::new(), InMemoryCheckpointStore::new(), jetstream.clone(), settings.clone())
+        .with_options(RelayOptions { lease_ttl: Duration::from_secs(60), ..RelayOptions::default() });
+    let error = relay.run().await.unwrap_err();
+    assert!(error.to_string().contains("shorten the lease"), "{error}");
 
     // A stream that fits (here: created by the relay itself) is accepted, and its window kept.
     run_relay_once(&settings).await.unwrap();

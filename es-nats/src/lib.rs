@@ -49,8 +49,9 @@
 //!   lease poll (a quarter of it): 12.5 s by default;
 //! - on start the relay checks the stream's window ([`StreamSettings::duplicate_window`],
 //!   2 minutes by default, and never less than [`StreamSettings::MIN_DUPLICATE_WINDOW`],
-//!   a minute, which is four times that takeover) and refuses a stream whose window is shorter
-//!   ([`StreamError::DuplicateWindow`]).
+//!   a minute, which is more than four times that takeover): it refuses a stream whose window
+//!   is shorter than the settings say ([`StreamError::DuplicateWindow`]), and settings whose
+//!   window is shorter than twice the takeover its lease allows ([`StreamError::Settings`]).
 //!
 //! **When it cannot.** If no relay runs for longer than the window (every relay process down
 //! for minutes, a stream whose window was shortened), the repeated batch is stored in the

@@ -275,6 +275,18 @@ impl<S: EventStore + Leases, C: CommitBatch<()>> Relay<S, C> {
     }
 
     async fn run_inner(&self) -> Result<(), RelayError> {
+        // A takeover comes at most a time to live (and a quarter of it, the waiting relay's
+        // poll) after the last publication: twice that must fit in the duplicate window.
+        let takeover = self.options.lease_ttl.saturating_mul(5) / 4;
+        if self.stream.duplicate_window < takeover.saturating_mul(2) {
+            return Err(RelayError::Stream(StreamError::Settings {
+                stream: self.stream.name.clone(),
+                problem: format!(
+                    "a duplicate window of {:?} is shorter than twice the {takeover:?} a takeover may take with a lease of {:?}: raise the window or shorten the lease",
+                    self.stream.duplicate_window, self.options.lease_ttl
+                ),
+            }));
+        }
         ensure(&self.jetstream, &self.stream).await.map_err(RelayError::Stream)?;
         let Some(mut lease) = self.acquire().await? else { return Ok(()) };
         tracing::info!(relay = %self.name, token = lease.grant().token, "lease taken: publishing");
@@ -337,6 +349,12 @@ impl<S: EventStore + Leases, C: CommitBatch<()>> Relay<S, C> {
                 .read_all(&checkpoint, &filter, batch_size)
                 .await
                 .map_err(|source| RelayError::Store { relay: self.name.clone(), source })?;
+            if page.events.is_empty() && page.next != checkpoint {
+                // Nothing to publish, but the store's order moved on (a store whose checkpoint
+                // is more than a position): resume from there.
+                checkpoint = page.next;
+                continue;
+            }
             if page.events.is_empty() {
                 let commit = async {
                     match (&signal, seen) {
