@@ -422,7 +422,7 @@ async fn a_changed_identity_rebuilds_or_is_refused() {
     // A checkpoint at the head, stored by an older definition (another selection).
     let old = ProjectionIdentity::new("balances", 1, "0000000000000000");
     let head = store.head().await.unwrap();
-    checkpoints.save(&SavedCheckpoint { identity: old.clone(), checkpoint: head }).await.unwrap();
+    checkpoints.save(&SavedCheckpoint::new(old.clone(), head)).await.unwrap();
 
     let refusing = ProjectionOptions { on_identity_change: IdentityChange::Refuse, ..fast() };
     let runner = ProjectionRunner::new(Balances::default(), store.clone(), checkpoints.clone()).with_options(refusing);

@@ -130,6 +130,7 @@ pub enum RelayError {
 pub(crate) fn failed_event(record: &StoredEvent) -> FailedEvent {
     FailedEvent {
         position: record.position,
+        event_id: record.event_id,
         stream: record.stream.clone(),
         stream_version: record.stream_version,
         event_type: record.event.event_type.clone(),
@@ -371,7 +372,7 @@ impl<S: EventStore + Leases, C: CommitBatch<()>> Relay<S, C> {
             }
             self.publish_page(&mut page).await?;
             // Every event of the page is acknowledged: only now does the checkpoint pass them.
-            let saved = SavedCheckpoint { identity: self.identity(), checkpoint: page.next.clone() };
+            let saved = SavedCheckpoint::new(self.identity(), page.next.clone());
             self.checkpoints.commit(&no_state, &saved).await.map_err(checkpoints_error)?;
             checkpoint = page.next;
             self.shared.update(|p| p.checkpoint = checkpoint.clone());

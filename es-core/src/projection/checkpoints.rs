@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
+use super::ParkedEvent;
 use crate::store::Checkpoint;
 
 /// What a stored checkpoint belongs to: a projection's name, its version and the fingerprint
@@ -34,13 +35,54 @@ impl fmt::Display for ProjectionIdentity {
     }
 }
 
-/// A projection's stored progress: where it stands and for which identity.
+/// A projection's stored progress: where it stands, for which identity, and whether a rebuild
+/// is under way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedCheckpoint {
     /// The identity the checkpoint was stored for.
     pub identity: ProjectionIdentity,
     /// Every event before it was handled.
     pub checkpoint: Checkpoint,
+    /// Set from the reset of a rebuild until the checkpoint reaches the rebuild's target: a
+    /// runner that finds it resumes the rebuild (a crash mid-rebuild never resumes the read
+    /// model from before the reset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuild: Option<RebuildMarker>,
+    /// Events set aside under [`OnFailure::Park`](super::OnFailure::Park), kept until they
+    /// are retried or discarded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parked: Vec<ParkedEvent>,
+}
+
+impl SavedCheckpoint {
+    /// A checkpoint of `identity` with no rebuild under way.
+    #[must_use]
+    pub fn new(identity: ProjectionIdentity, checkpoint: Checkpoint) -> Self {
+        Self { identity, checkpoint, rebuild: None, parked: Vec::new() }
+    }
+
+    /// Whether this is the first checkpoint of a rebuild (at [`Checkpoint::START`]): the read
+    /// model is emptied in the commit that stores it ([`CommitBatch::reset`]).
+    #[must_use]
+    pub fn is_reset(&self) -> bool {
+        self.checkpoint.is_start()
+    }
+}
+
+/// A rebuild under way, stored with the checkpoint from its reset to its end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebuildMarker {
+    /// The store's head when the rebuild began: the rebuild is done when the checkpoint
+    /// reaches it.
+    pub target: Checkpoint,
+    /// How far the projection had got before the reset: the events up to here were handled
+    /// once already, so handling them again is a replay
+    /// ([`is_replay`](super::is_replay)).
+    pub replay_until: Checkpoint,
+    /// Selected events (of the runner's partition) up to `target`.
+    pub total: u64,
+    /// How many of them are handled and committed.
+    pub done: u64,
 }
 
 /// Where a runner keeps its projection's checkpoint.
@@ -54,7 +96,8 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// Whatever the storage reports.
     fn load(&self, name: &str) -> impl Future<Output = Result<Option<SavedCheckpoint>, CheckpointStoreError>> + Send;
 
-    /// Stores `saved`, replacing what was stored under its name.
+    /// Stores `saved` (all of it: the rebuild marker and the parked events too), replacing
+    /// what was stored under its name.
     ///
     /// # Errors
     /// Whatever the storage reports.
@@ -69,6 +112,10 @@ pub trait CheckpointStore: Send + Sync + 'static {
 /// to write the batch's changes (kept by the projection until then) and the checkpoint in one
 /// transaction (**exactly once**: a crash, or a handler that fails mid-batch, leaves neither),
 /// as es-sqlite's `SqliteCheckpoints` does.
+///
+/// Whatever `commit` and `reset` are given, `load` returns: the checkpoint, its identity, the
+/// [`RebuildMarker`] of a rebuild under way and the parked events, all of [`SavedCheckpoint`]
+/// (a store that keeps it as JSON with serde keeps it whole).
 pub trait CommitBatch<P>: Send + Sync + 'static {
     /// The checkpoint stored for the projection named `name`, if any.
     ///
@@ -86,6 +133,25 @@ pub trait CommitBatch<P>: Send + Sync + 'static {
         projection: &Arc<Mutex<P>>,
         saved: &SavedCheckpoint,
     ) -> impl Future<Output = Result<(), CheckpointStoreError>> + Send;
+
+    /// Starts a rebuild: empties the read model and stores `saved` (the first checkpoint, at
+    /// [`Checkpoint::START`], with its [`RebuildMarker`]) in one step, so that a crash leaves
+    /// either the old read model with its old checkpoint or the empty one with the marker.
+    ///
+    /// The default commits `saved` like any batch: right for a read model that lives in the
+    /// projection value (the runner starts from the fresh value it was given). A store whose
+    /// read model lives in its own tables overrides it (es-sqlite's `SqliteCheckpoints` runs
+    /// its `with_reset` function in the transaction).
+    ///
+    /// # Errors
+    /// Whatever the storage reports; the runner then stops, and nothing was reset.
+    fn reset(
+        &self,
+        projection: &Arc<Mutex<P>>,
+        saved: &SavedCheckpoint,
+    ) -> impl Future<Output = Result<(), CheckpointStoreError>> + Send {
+        self.commit(projection, saved)
+    }
 }
 
 impl<P: Send + 'static, C: CheckpointStore> CommitBatch<P> for C {

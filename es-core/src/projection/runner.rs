@@ -4,10 +4,17 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+use uuid::Uuid;
+
 use super::checkpoints::{CheckpointStoreError, CommitBatch, ProjectionIdentity, SavedCheckpoint};
+use super::metrics::{RunnerMetrics, batch_span};
+use super::parked::ParkedRequests;
+use super::rebuild::{RebuildProgress, RebuildState, replaying};
 use super::{DispatchError, Partition, Projection, fingerprint};
 use crate::decode::{DecodeError, DecodeErrorKind};
 use crate::record::{Position, StoredEvent, StreamId, Version};
@@ -57,6 +64,8 @@ pub enum OnFailure {
     /// checkpoint stays before the batch of that event.
     Stop,
     /// Set the event aside ([`ProjectionHandle::parked`], and a traced warning) and go on.
+    /// Parked events are stored with the checkpoint, so a restart still lists them, until
+    /// [`ProjectionHandle::retry_parked`] or [`ProjectionHandle::discard_parked`].
     Park,
 }
 
@@ -72,10 +81,12 @@ pub enum IdentityChange {
 }
 
 /// The event a handler failed on: where it is and what it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailedEvent {
     /// Its place in the store's order.
     pub position: Position,
+    /// Its id (how a parked event is found again).
+    pub event_id: Uuid,
     /// Its stream.
     pub stream: StreamId,
     /// Its version within the stream.
@@ -90,6 +101,7 @@ impl FailedEvent {
     fn of(record: &StoredEvent) -> Self {
         Self {
             position: record.position,
+            event_id: record.event_id,
             stream: record.stream.clone(),
             stream_version: record.stream_version,
             event_type: record.event.event_type.clone(),
@@ -112,8 +124,10 @@ impl fmt::Display for FailedEvent {
     }
 }
 
-/// An event set aside under [`OnFailure::Park`], with why.
-#[derive(Debug, Clone)]
+/// An event set aside under [`OnFailure::Park`], with why. Stored with the checkpoint, so it
+/// outlives the process; [`ProjectionHandle::retry_parked`] and
+/// [`ProjectionHandle::discard_parked`] deal with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParkedEvent {
     /// The event.
     pub event: FailedEvent,
@@ -181,6 +195,29 @@ pub enum ProjectionError {
         /// What is wrong with it (its message is part of this one; its cause is the source).
         source: DecodeError,
     },
+    /// Another runner holds the rebuild lease, and the runner's
+    /// [`RebuildLease`](super::RebuildLease) says
+    /// [`WhenHeld::Refuse`](super::WhenHeld::Refuse).
+    #[error("projection `{projection}` ({partition}) is being rebuilt by `{holder}`: one rebuild at a time")]
+    RebuildLeaseHeld {
+        /// The projection.
+        projection: &'static str,
+        /// The runner's partition.
+        partition: Partition,
+        /// Who holds the lease.
+        holder: String,
+    },
+    /// The rebuild lease was lost mid-rebuild (a batch took longer than its time to live, or
+    /// the store could not be reached to renew it): the runner stopped before committing
+    /// another batch, and the next run resumes the rebuild.
+    #[error("projection `{projection}` lost its rebuild lease")]
+    RebuildLeaseLost {
+        /// The projection.
+        projection: &'static str,
+        /// How it was lost.
+        #[source]
+        source: crate::store::LeaseLost,
+    },
     /// A handler still failed after the last try, under [`OnFailure::Stop`].
     #[error("projection `{projection}` stopped: its handler failed {attempts} times on {event}")]
     Handler {
@@ -220,6 +257,15 @@ pub enum Rebuilt {
         stored: u32,
         /// The count this runner was started with.
         current: u32,
+    },
+    /// [`ProjectionRunner::rebuild`] asked for it.
+    Requested,
+    /// A rebuild stopped before it was done (a crash, a stop) was taken up where it was.
+    Resumed {
+        /// Events replayed before this run.
+        done: u64,
+        /// Events to replay in all.
+        total: u64,
     },
 }
 
@@ -265,6 +311,8 @@ pub struct ProjectionStatus {
     pub lag_capped: bool,
     /// Events set aside under [`OnFailure::Park`].
     pub parked: usize,
+    /// The last progress of a rebuild, if one ran in this run.
+    pub rebuild: Option<RebuildProgress>,
 }
 
 impl ProjectionStatus {
@@ -321,31 +369,39 @@ pub enum WaitError {
     Store(#[source] StoreError),
 }
 
-struct Progress {
-    checkpoint: Checkpoint,
-    state: RunState,
-    parked: Vec<ParkedEvent>,
-    rebuilt: Option<Rebuilt>,
+pub(super) struct Progress {
+    pub(super) checkpoint: Checkpoint,
+    pub(super) state: RunState,
+    pub(super) parked: Vec<ParkedEvent>,
+    pub(super) parked_requests: ParkedRequests,
+    pub(super) rebuilt: Option<Rebuilt>,
+    pub(super) rebuild: Option<RebuildProgress>,
 }
 
-struct Shared {
+pub(super) struct Shared {
     progress: Mutex<Progress>,
     /// Fired on every change of `progress`.
-    changed: CommitSignal,
-    stop: AtomicBool,
-    /// Fired by `stop`.
-    stopping: CommitSignal,
+    pub(super) changed: CommitSignal,
+    pub(super) stop: AtomicBool,
+    /// Fired by `stop`, and by requests about parked events: it wakes a waiting runner.
+    pub(super) stopping: CommitSignal,
+    /// Registered on first use, with the partition then set.
+    metrics: OnceLock<RunnerMetrics>,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Progress> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Progress> {
         // Each update replaces a field or pushes one entry: a panic cannot leave it half-written.
         self.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn update(&self, change: impl FnOnce(&mut Progress)) {
+    pub(super) fn update(&self, change: impl FnOnce(&mut Progress)) {
         change(&mut self.lock());
         self.changed.notify();
+    }
+
+    pub(super) fn metrics(&self, projection: &'static str, partition: Partition) -> &RunnerMetrics {
+        self.metrics.get_or_init(|| RunnerMetrics::new(projection, partition))
     }
 }
 
@@ -387,12 +443,13 @@ impl Drop for RunGuard {
 /// delay before it sees a committed event is therefore one read for commits made in this
 /// process through a store with a signal, and `poll_interval` plus one read otherwise.
 pub struct ProjectionRunner<P: Projection, S: EventStore, C: CommitBatch<P>> {
-    projection: Arc<Mutex<P>>,
-    store: Arc<S>,
-    checkpoints: C,
-    options: ProjectionOptions,
-    partition: Partition,
-    shared: Arc<Shared>,
+    pub(super) projection: Arc<Mutex<P>>,
+    pub(super) store: Arc<S>,
+    pub(super) checkpoints: C,
+    pub(super) options: ProjectionOptions,
+    pub(super) partition: Partition,
+    pub(super) shared: Arc<Shared>,
+    pub(super) rebuild_state: RebuildState,
 }
 
 impl<P: Projection, S: EventStore, C: CommitBatch<P>> fmt::Debug for ProjectionRunner<P, S, C> {
@@ -415,11 +472,14 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
                 checkpoint: Checkpoint::START,
                 state: RunState::NotStarted,
                 parked: Vec::new(),
+                parked_requests: ParkedRequests::default(),
                 rebuilt: None,
+                rebuild: None,
             }),
             changed: CommitSignal::new(),
             stop: AtomicBool::new(false),
             stopping: CommitSignal::new(),
+            metrics: OnceLock::new(),
         });
         Self {
             projection: Arc::new(Mutex::new(projection)),
@@ -428,6 +488,7 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
             options: ProjectionOptions::default(),
             partition: Partition::WHOLE,
             shared,
+            rebuild_state: RebuildState::default(),
         }
     }
 
@@ -482,6 +543,7 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
         let guard = RunGuard(Arc::clone(&self.shared));
         async move {
             let result = self.run_inner().await;
+            self.release_rebuild_lease().await;
             let outcome = match result {
                 Ok(()) => {
                     self.shared.update(|p| p.state = RunState::Stopped);
@@ -499,6 +561,10 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
         }
     }
 
+    fn metrics(&self) -> &RunnerMetrics {
+        self.shared.metrics(P::NAME, self.partition)
+    }
+
     fn lock_projection(&self) -> MutexGuard<'_, P> {
         // A handler that panicked may have left the read model half-updated; the panic ends
         // the run (the runner is then reported abandoned), and readers see what is there.
@@ -509,6 +575,13 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
         let checkpoints_error = |source| ProjectionError::Checkpoints { projection: P::NAME, source };
         let identity = self.identity();
         let own = self.checkpoints.load(&identity.name).await.map_err(checkpoints_error)?;
+        if self.rebuild_state.requested {
+            let replay_until = own.map_or(Checkpoint::START, |saved| match saved.rebuild {
+                Some(marker) => marker.replay_until.max(saved.checkpoint),
+                None => saved.checkpoint,
+            });
+            return self.begin_rebuild(identity, replay_until, Rebuilt::Requested).await;
+        }
         // Partition 0's checkpoint (the unpartitioned one) tells which layout the read model
         // was built with: every partition checks it, so none resumes into a mixed layout.
         let first = if self.partition.index() == 0 {
@@ -524,19 +597,21 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
                 .then_some(stored)
         };
         let other_layout = own.as_ref().and_then(layout_of).or_else(|| first.as_ref().and_then(layout_of));
-        let change = match (other_layout, own) {
-            (Some(stored), _) => Rebuilt::PartitionsChanged { stored, current },
+        let replay_until = own.as_ref().map_or(Checkpoint::START, |saved| saved.checkpoint.clone());
+        let (change, refusal) = match (other_layout, own) {
+            (Some(stored), _) => (
+                Rebuilt::PartitionsChanged { stored, current },
+                ProjectionError::PartitionsChanged { projection: P::NAME, stored, current },
+            ),
             (None, None) => return Ok(Checkpoint::START),
-            (None, Some(saved)) if saved.identity == identity => return Ok(saved.checkpoint),
-            (None, Some(saved)) => Rebuilt::IdentityChanged { stored: saved.identity, current: identity.clone() },
+            (None, Some(saved)) if saved.identity == identity => return self.resume(saved).await,
+            (None, Some(saved)) => (
+                Rebuilt::IdentityChanged { stored: saved.identity.clone(), current: identity.clone() },
+                ProjectionError::IdentityChanged { stored: saved.identity, current: identity.clone() },
+            ),
         };
         match self.options.on_identity_change {
-            IdentityChange::Refuse => Err(match change {
-                Rebuilt::IdentityChanged { stored, current } => ProjectionError::IdentityChanged { stored, current },
-                Rebuilt::PartitionsChanged { stored, current } => {
-                    ProjectionError::PartitionsChanged { projection: P::NAME, stored, current }
-                }
-            }),
+            IdentityChange::Refuse => Err(refusal),
             IdentityChange::Rebuild => {
                 match &change {
                     Rebuilt::IdentityChanged { stored, current } => tracing::warn!(
@@ -552,11 +627,9 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
                         partitions = current,
                         "the partition count changed: rebuilding from the first event"
                     ),
+                    Rebuilt::Requested | Rebuilt::Resumed { .. } => {}
                 }
-                let fresh = SavedCheckpoint { identity, checkpoint: Checkpoint::START };
-                self.checkpoints.commit(&self.projection, &fresh).await.map_err(checkpoints_error)?;
-                self.shared.update(|p| p.rebuilt = Some(change));
-                Ok(Checkpoint::START)
+                self.begin_rebuild(identity, replay_until, change).await
             }
         }
     }
@@ -578,13 +651,16 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
             // Read before reading: a commit during the read then ends the wait at once.
             let seen = signal.as_ref().map(CommitSignal::generation);
             let stop_seen = self.shared.stopping.generation();
+            self.serve_parked_requests(&identity, &checkpoint).await?;
             let page = self.store.read_all(&checkpoint, &filter, batch_size).await.map_err(store_error)?;
-            for record in page.events.iter().filter(|record| self.partition.owns(&record.stream)) {
-                self.deliver(record).await?;
+            let span = batch_span(P::NAME, self.partition, &page);
+            for (record, after) in page.iter().filter(|(record, _)| self.partition.owns(&record.stream)) {
+                self.deliver(record, self.rebuild_state.is_replay(after)).instrument(span.clone()).await?;
             }
             if page.next == checkpoint {
                 // Nothing new: wait for a commit, the poll interval, or a stop.
                 self.shared.update(|p| p.state = RunState::CaughtUp);
+                self.metrics().lag(0);
                 let commit = async {
                     match (&signal, seen) {
                         (Some(signal), Some(seen)) => signal.changed(seen).await,
@@ -595,11 +671,14 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
                 first_of(first_of(commit, stop), sleep(self.options.poll_interval)).await;
                 continue;
             }
-            let saved = SavedCheckpoint { identity: identity.clone(), checkpoint: page.next.clone() };
+            let saved = self.saved_after(&identity, &page).await?;
             self.checkpoints
                 .commit(&self.projection, &saved)
+                .instrument(span)
                 .await
                 .map_err(|source| ProjectionError::Checkpoints { projection: P::NAME, source })?;
+            self.metrics().batches.increment(1);
+            self.rebuild_committed(&saved).await;
             checkpoint = page.next;
             self.shared.update(|p| {
                 p.checkpoint = checkpoint.clone();
@@ -608,20 +687,26 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
         }
     }
 
-    /// Hands one record to its handler, retrying with backoff; then stops or parks.
-    async fn deliver(&self, record: &StoredEvent) -> Result<(), ProjectionError> {
+    /// Hands one record to its handler (`replay`: what [`is_replay`](super::is_replay) tells
+    /// it), retrying with backoff; then stops or parks.
+    pub(super) async fn deliver(&self, record: &StoredEvent, replay: bool) -> Result<(), ProjectionError> {
         let retry = &self.options.retry;
         let mut attempt = 1;
         loop {
-            let result = self.lock_projection().dispatch(record);
+            let result = replaying(replay, || self.lock_projection().dispatch(record));
             let error = match result {
-                Ok(_) => return Ok(()),
+                Ok(handled) => {
+                    self.metrics().handled.increment(u64::from(handled));
+                    return Ok(());
+                }
                 Err(DispatchError::Decode(source)) => {
                     return Err(ProjectionError::Decode { projection: P::NAME, position: record.position, source });
                 }
                 Err(DispatchError::Handler(error)) => error,
             };
+            self.metrics().failures.increment(1);
             if attempt < retry.max_attempts {
+                self.metrics().retries.increment(1);
                 tracing::debug!(projection = P::NAME, attempt, error = %error, "handler failed; retrying");
                 sleep(retry.backoff(attempt)).await;
                 attempt += 1;
@@ -635,6 +720,7 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
                 OnFailure::Park => {
                     let message = chain(error.as_ref());
                     tracing::warn!(projection = P::NAME, event = %event, error = %message, "event parked");
+                    self.metrics().parked.increment(1);
                     self.shared.update(|p| p.parked.push(ParkedEvent { event, error: message, attempts: attempt }));
                     Ok(())
                 }
@@ -659,8 +745,8 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 pub struct ProjectionHandle<P, S> {
     projection: Arc<Mutex<P>>,
     store: Arc<S>,
-    partition: Partition,
-    shared: Arc<Shared>,
+    pub(super) partition: Partition,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl<P, S> Clone for ProjectionHandle<P, S> {
@@ -698,7 +784,8 @@ impl<P: Projection, S: EventStore> ProjectionHandle<P, S> {
         self.shared.lock().checkpoint.clone()
     }
 
-    /// Events set aside under [`OnFailure::Park`].
+    /// Events set aside under [`OnFailure::Park`], including those stored by an earlier run
+    /// (listed once the runner has started).
     #[must_use]
     pub fn parked(&self) -> Vec<ParkedEvent> {
         self.shared.lock().parked.clone()
@@ -708,6 +795,13 @@ impl<P: Projection, S: EventStore> ProjectionHandle<P, S> {
     #[must_use]
     pub fn rebuilt(&self) -> Option<Rebuilt> {
         self.shared.lock().rebuilt.clone()
+    }
+
+    /// How far the rebuild of this run is ([`ProjectionRunner::rebuild`]), if one ran: the
+    /// last progress reported, [`finished`](RebuildProgress::finished) once it is done.
+    #[must_use]
+    pub fn rebuild_progress(&self) -> Option<RebuildProgress> {
+        self.shared.lock().rebuild.clone()
     }
 
     /// The partition it runs.
@@ -727,13 +821,14 @@ impl<P: Projection, S: EventStore> ProjectionHandle<P, S> {
     /// # Errors
     /// The store's errors reading its head or the pending events.
     pub async fn status(&self) -> Result<ProjectionStatus, StoreError> {
-        let (state, checkpoint, parked) = {
+        let (state, checkpoint, parked, rebuild) = {
             let progress = self.shared.lock();
-            (progress.state.clone(), progress.checkpoint.clone(), progress.parked.len())
+            (progress.state.clone(), progress.checkpoint.clone(), progress.parked.len(), progress.rebuild.clone())
         };
         let head = self.store.head().await?;
         let pending = self.store.read_all(&checkpoint, &P::filter(), ProjectionStatus::LAG_LIMIT).await?;
         let lag = pending.events.iter().filter(|record| self.partition.owns(&record.stream)).count();
+        self.shared.metrics(P::NAME, self.partition).lag(lag as u64);
         Ok(ProjectionStatus {
             name: P::NAME,
             state,
@@ -742,6 +837,7 @@ impl<P: Projection, S: EventStore> ProjectionHandle<P, S> {
             lag: lag as u64,
             lag_capped: pending.events.len() >= ProjectionStatus::LAG_LIMIT,
             parked,
+            rebuild,
         })
     }
 
