@@ -10,7 +10,7 @@
 //! every event to the JetStream stream `BANK_EXAMPLE` (subjects `bank.>`), and exits once
 //! JetStream has acknowledged them all. `balances` feeds a `#[derive(Projection)]` read model
 //! in `balances.db` from that stream, prints the balances after each batch it commits, and
-//! exits when nothing arrived for 3 seconds; run again, it resumes without counting anything
+//! exits when nothing arrived for 3 seconds (30 before the first event); run again, it resumes without counting anything
 //! twice. Run them in two terminals at once, or one after the other. `cleanup` deletes the
 //! stream. The server is `NATS_URL`, or 127.0.0.1:4222.
 
@@ -144,7 +144,8 @@ fn flush(tx: &Transaction<'_>, balances: &mut Balances) -> Result<(), HandlerErr
             Ok(format!("{owner} {cents}{}", if closed { " (closed)" } else { "" }))
         })?
         .collect::<Result<_, _>>()?;
-    println!("{changes:>3} events applied; balances: {}", rows.join(", "));
+    let noun = if changes == 1 { "event" } else { "events" };
+    println!("{changes:>3} {noun} applied; balances: {}", rows.join(", "));
     *balances.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
     Ok(())
 }
@@ -164,8 +165,13 @@ async fn balances(path: &str) -> Result<(), Box<dyn std::error::Error>> {
         if task.is_finished() {
             break;
         }
-        let last = committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).unwrap_or(started);
-        if last.elapsed() > Duration::from_secs(3) {
+        // Up to 30 s for the first event (time to start `bank` in another terminal), then 3 s
+        // of quiet after the last batch.
+        let idle = match *committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            Some(last) => last.elapsed() > Duration::from_secs(3),
+            None => started.elapsed() > Duration::from_secs(30),
+        };
+        if idle {
             handle.stop();
             break;
         }
