@@ -73,22 +73,28 @@
 //! different schemas (different stores).
 //!
 //! Measured with `cargo bench -p es-postgres --bench append` (PostgreSQL 15 on a 2-core
-//! machine shared with other work, `fsync` and `synchronous_commit` on; runs vary by up to
-//! half, and by a factor of three between a busy and a quiet machine, so compare columns of
-//! one run only), events per second, each writer on its own stream and connection; "raw" is
-//! tokio-postgres writing the same rows into a table with a `bigserial` position and no
-//! version check:
+//! machine shared with other work that used the same server, so every commit waited for a
+//! slow, shared WAL flush; `fsync` and `synchronous_commit` on). Events per second from one
+//! run, each writer on its own stream and connection; "raw" is tokio-postgres writing the
+//! same rows (UUID v7 ids, the same three unique indexes) into a table with a `bigserial`
+//! position and no version check, either one `UNNEST` statement per commit or a prepared
+//! INSERT per row between `BEGIN` and `COMMIT`:
 //!
 //! | writers | batches of 100: store | raw UNNEST | raw INSERT per row | single events: store | raw UNNEST | raw INSERT per row |
 //! | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-//! | 1 | 71,600 | 108,400 | 12,700 | 1,250 | 2,920 | 2,310 |
-//! | 4 | 70,600 | 137,100 | 33,500 | 2,470 | 5,400 | 5,270 |
-//! | 16 | 103,300 | 134,500 | 34,600 | 6,810 | 7,490 | 6,440 |
+//! | 1 | 21,970 | 27,130 | 12,610 | 299 | 267 | 273 |
+//! | 4 | 45,650 | 58,280 | 15,990 | 973 | 862 | 1,097 |
+//! | 16 | 44,430 | 78,290 | 24,280 | 4,100 | 2,406 | 3,551 |
 //!
-//! Batch where you can. Single events from many concurrent writers keep up with raw inserts
-//! (group commit); a lone writer of single events gets about half of raw's rate, the price of
-//! a flush that cannot be shared and of the statement's extra work (the version read and the
-//! frontier), for an order that raw inserts never give readers.
+//! Runs vary by up to half (the server's flushes are shared with whatever else it runs), so
+//! compare within a run: over three runs, the median ratio of the store to raw INSERT per row
+//! for single events was 1.11 (1 writer), 0.92 (4) and 1.07 (16). Single events keep up with
+//! raw inserts at every concurrency: one round trip per append where raw needs three, and
+//! the group commit puts the appends of concurrent writers in one commit (16 writers averaged
+//! 15.8 appends per commit, 4 writers 3.3). Batches of 100 run at 57–95% of raw `UNNEST`
+//! (median 0.78) and well above raw INSERT per row, the price of the version read, the
+//! frontier and commits that cannot share a flush, for an order that raw inserts never give
+//! readers. Batch where you can.
 //!
 //! **What a long transaction elsewhere does.** Nothing to readers: they never wait for
 //! transactions that are not appending, and see every committed append at once, however old
@@ -126,11 +132,13 @@
 //!   as unnamed statements (tokio-postgres's `query_typed`), never as named prepared
 //!   statements that a pooler would hand to another server connection. The cost is one parse
 //!   per statement on the server; for appends that is only the short call of the schema's
-//!   `append` function, whose statement PL/pgSQL plans once per server connection and keeps. The whole conformance suite passes through PgBouncer 1.18
-//!   (which knows no prepared statements at all) with `pool_mode = transaction`; point
-//!   `DATABASE_URL` at it to check yours. Connect to the server itself for what a pooler
-//!   hides: `pg_terminate_backend` and other per-connection administration, and startup
-//!   `options` (PgBouncer must be told to ignore them with `ignore_startup_parameters`).
+//!   `append` function, whose statements PL/pgSQL plans once per server connection and keeps.
+//!   No option is needed. The whole conformance suite runs through PgBouncer 1.18 (which
+//!   knows no prepared statements at all) with `pool_mode = transaction` in this crate's CI
+//!   (`tests/pgbouncer.rs`); set `ES_PGBOUNCER_URL` to run it through yours. Connect to the
+//!   server itself for what a pooler hides: `pg_terminate_backend` and other per-connection
+//!   administration, and startup `options` (PgBouncer must be told to ignore them with
+//!   `ignore_startup_parameters`).
 //! - **Read replicas.** The store connects to one server for everything. A second store on a
 //!   hot standby can serve `read_stream`, `read_all`, `head`, `find_event` and
 //!   `load_snapshot` (it cannot migrate: create the schema on the primary first, and connect

@@ -106,6 +106,73 @@ const MIGRATIONS: &[&str] = &[
          FROM jobs j ORDER BY j.job;
     END
     $fn$;",
+    // 2 → 3: the same function (same arguments, same rows back, so a process still running
+    // the code of version 2 keeps working), written as plain statements. Version 2's one
+    // statement of CTEs and window functions was planned again at every call: PL/pgSQL keeps
+    // a custom plan when the generic one's estimates (ten rows per UNNEST) look dearer, and
+    // planning it cost more than running it. These statements are cheap to plan and keep
+    // their generic plans; an append to one stream, the common case, needs no window function.
+    //
+    // Each statement of a VOLATILE function takes a new snapshot (READ COMMITTED), so the
+    // version reads still happen before the frontier's lock, as in version 2; the unique index
+    // on (stream, version) still catches a writer that took the same versions since.
+    "CREATE OR REPLACE FUNCTION {schema}.append(timestamptz, text[], text[], bigint[], bigint[], uuid[], text[],
+                                                bigint[], text[], text[])
+    RETURNS TABLE (o_actual bigint, o_kept boolean, o_base bigint, o_inserted bigint)
+    LANGUAGE plpgsql VOLATILE AS $fn$
+    DECLARE
+        jobs integer := cardinality($2);
+        actual bigint[];
+        kept boolean[];
+        wanted bigint;
+        base bigint;
+        inserted bigint := 0;
+    BEGIN
+        IF jobs = 1 THEN
+            SELECT COALESCE(MAX(v.stream_version), 0) INTO o_actual FROM {schema}.events v
+            WHERE v.stream_type = $2[1] AND v.stream_id = $3[1];
+            o_kept := $4[1] < 0 OR o_actual = $4[1];
+            o_inserted := 0;
+            IF o_kept AND cardinality($6) > 0 THEN
+                UPDATE {schema}.head SET last_position = last_position + cardinality($6)
+                RETURNING last_position - cardinality($6) INTO o_base;
+                IF o_base IS NOT NULL THEN
+                    INSERT INTO {schema}.events (position, stream_type, stream_id, stream_version, event_id,
+                                                 event_type, schema_version, payload, metadata, recorded_at)
+                    SELECT o_base + r.ord, $2[1], $3[1], o_actual + r.ord, r.event_id, r.event_type,
+                           r.schema_version, r.payload, r.metadata, $1
+                    FROM UNNEST($6, $7, $8, $9, $10) WITH ORDINALITY
+                             AS r(event_id, event_type, schema_version, payload, metadata, ord);
+                    GET DIAGNOSTICS o_inserted = ROW_COUNT;
+                END IF;
+            END IF;
+            RETURN NEXT;
+            RETURN;
+        END IF;
+        SELECT array_agg(a.actual ORDER BY j.job), array_agg(j.expected < 0 OR a.actual = j.expected ORDER BY j.job)
+        INTO actual, kept
+        FROM UNNEST($2, $3, $4) WITH ORDINALITY AS j(stream_type, stream_id, expected, job),
+             LATERAL (SELECT COALESCE(MAX(v.stream_version), 0) AS actual FROM {schema}.events v
+                      WHERE v.stream_type = j.stream_type AND v.stream_id = j.stream_id) a;
+        SELECT count(*) INTO wanted FROM UNNEST($5) AS r(job) WHERE kept[r.job];
+        IF wanted > 0 THEN
+            UPDATE {schema}.head SET last_position = last_position + wanted
+            RETURNING last_position - wanted INTO base;
+            IF base IS NOT NULL THEN
+                INSERT INTO {schema}.events (position, stream_type, stream_id, stream_version, event_id,
+                                             event_type, schema_version, payload, metadata, recorded_at)
+                SELECT base + row_number() OVER (ORDER BY r.ord), $2[r.job], $3[r.job],
+                       actual[r.job] + row_number() OVER (PARTITION BY r.job ORDER BY r.ord),
+                       r.event_id, r.event_type, r.schema_version, r.payload, r.metadata, $1
+                FROM UNNEST($5, $6, $7, $8, $9, $10) WITH ORDINALITY
+                         AS r(job, event_id, event_type, schema_version, payload, metadata, ord)
+                WHERE kept[r.job];
+                GET DIAGNOSTICS inserted = ROW_COUNT;
+            END IF;
+        END IF;
+        RETURN QUERY SELECT actual[j], kept[j], base, inserted FROM generate_series(1, jobs) AS j;
+    END
+    $fn$;",
 ];
 
 /// The schema version this code writes and understands.
@@ -158,7 +225,8 @@ impl Sql {
             ),
             find_event: format!("SELECT {cols} FROM {s}.events WHERE event_id = $1"),
             find_events: format!("SELECT {cols} FROM {s}.events WHERE event_id = ANY($1)"),
-            // The append statement is the migration's function (1 → 2): one row per append.
+            // The append statement is the schema's function (written by 1 → 2, rewritten by 2 → 3): one row
+            // per append.
             insert: format!("SELECT * FROM {s}.append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
             read_stream: format!(
                 "SELECT {cols} FROM {s}.events WHERE stream_type = $1 AND stream_id = $2 AND stream_version >= $3 \

@@ -56,11 +56,19 @@ pub async fn store(test: &str) -> PostgresStore {
 
 /// A store in a fresh schema of its own, with these options.
 pub async fn store_with(test: &str, options: PostgresOptions) -> PostgresStore {
+    store_at(&database_url(), test, options).await
+}
+
+/// A store in a fresh schema of its own in the database at `url` (the server of
+/// `DATABASE_URL`, or a pooler in front of it), with these options.
+pub async fn store_at(url: &str, test: &str, options: PostgresOptions) -> PostgresStore {
     sweep_stale_schemas(&raw_client().await).await;
     let schema = unique_schema(test);
-    match PostgresStore::connect_with(&database_url(), options.schema(schema)).await {
+    match PostgresStore::connect_with(url, options.schema(schema)).await {
         Ok(store) => store,
-        Err(error) => panic!("cannot open a PostgreSQL store at DATABASE_URL (is the server up?): {error}"),
+        Err(error) => {
+            panic!("cannot open a PostgreSQL store (is the server at DATABASE_URL or ES_PGBOUNCER_URL up?): {error}")
+        }
     }
 }
 
