@@ -79,10 +79,7 @@ impl<C: es::projection::CommitBatch<()>> es::projection::CommitBatch<()> for Han
 /// The consumer's commit hangs after committing: the batch is in the read model, its messages
 /// not acknowledged.
 impl<C: es::nats::CommitApplied<Ledger>> es::nats::CommitApplied<Ledger> for HangAfter<C> {
-    async fn load(
-        &self,
-        consumer: &str,
-    ) -> Result<std::collections::HashMap<StreamId, es::Version>, es::projection::CheckpointStoreError> {
+    async fn load(&self, consumer: &str) -> Result<es::nats::Applied, es::projection::CheckpointStoreError> {
         self.inner.load(consumer).await
     }
 
@@ -91,8 +88,9 @@ impl<C: es::nats::CommitApplied<Ledger>> es::nats::CommitApplied<Ledger> for Han
         consumer: &str,
         projection: &Arc<std::sync::Mutex<Ledger>>,
         applied: &[(StreamId, es::Version)],
+        parked: &[es::projection::ParkedEvent],
     ) -> Result<(), es::projection::CheckpointStoreError> {
-        self.inner.commit(consumer, projection, applied).await?;
+        self.inner.commit(consumer, projection, applied, parked).await?;
         self.maybe_hang().await;
         Ok(())
     }
@@ -460,6 +458,17 @@ async fn a_poisoned_message_is_parked_or_stops_the_consumer_and_says_which() {
     assert_eq!(parked[0].attempts, 3);
     handle.stop();
     task.await.unwrap().unwrap();
+    // The parked event is kept with the read model: a new run lists it too.
+    let again = Consumer::new(Ledger::default(), ledger_model(&model).await, jetstream.clone(), settings.clone())
+        .with_options(ConsumerOptions { durable_name: Some("parking".into()), ..consumer_options(10) });
+    let again_handle = again.handle();
+    let again_task = tokio::spawn(again.run());
+    while !matches!(again_handle.state(), es::nats::ConsumerState::Running) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(again_handle.parked(), parked);
+    again_handle.stop();
+    again_task.await.unwrap().unwrap();
     let notes: Vec<String> =
         ledger_rows(&model).await.into_iter().map(|row| format!("{} {}", row.stream, row.note)).collect();
     assert_eq!(notes, ["Counter/a tick 1", "Counter/a tick 3", "Counter/b tick 4", "Counter/b paid 5 (v1)"]);

@@ -25,8 +25,8 @@ use crate::relay::{chain, failed_event};
 use crate::stream::{StreamError, StreamSettings, ensure};
 
 /// How a consumer's read model makes a batch durable **exactly once**: the changes the
-/// batch's handlers kept in the projection, and the last version applied of each stream the
-/// batch touched, in one transaction.
+/// batch's handlers kept in the projection, the last version applied of each stream the batch
+/// touched, and the events it parked, in one transaction.
 ///
 /// A message delivered again (JetStream redelivers what was not acknowledged, and the relay
 /// may publish an event twice after a restart outside the duplicate window) carries a stream
@@ -34,17 +34,16 @@ use crate::stream::{StreamError, StreamSettings, ensure};
 /// es-nats implements it for SQLite ([`SqliteReadModel`](crate::sqlite::SqliteReadModel)) and
 /// in memory ([`InMemoryApplied`]).
 pub trait CommitApplied<P>: Send + Sync + 'static {
-    /// The last version applied of every stream, for consumer `consumer`.
+    /// What consumer `consumer` has committed: the last version applied of every stream, and
+    /// the events it parked.
     ///
     /// # Errors
     /// Whatever the storage reports.
-    fn load(
-        &self,
-        consumer: &str,
-    ) -> impl Future<Output = Result<HashMap<StreamId, Version>, CheckpointStoreError>> + Send;
+    fn load(&self, consumer: &str) -> impl Future<Output = Result<Applied, CheckpointStoreError>> + Send;
 
     /// Writes what `projection` kept for the batch and, in the same transaction, `applied`
-    /// (each stream's new last version) for `consumer`.
+    /// (each stream's new last version) and `parked` (the events the batch set aside) for
+    /// `consumer`.
     ///
     /// # Errors
     /// Whatever the storage reports: nothing of the batch is then written, and its messages
@@ -54,7 +53,17 @@ pub trait CommitApplied<P>: Send + Sync + 'static {
         consumer: &str,
         projection: &Arc<Mutex<P>>,
         applied: &[(StreamId, Version)],
+        parked: &[ParkedEvent],
     ) -> impl Future<Output = Result<(), CheckpointStoreError>> + Send;
+}
+
+/// What a consumer has committed ([`CommitApplied::load`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The last version applied of every stream.
+    pub versions: HashMap<StreamId, Version>,
+    /// The events it parked, oldest first.
+    pub parked: Vec<ParkedEvent>,
 }
 
 /// Applied versions in memory, for a read model in memory: exactly once for the life of the
@@ -62,7 +71,7 @@ pub trait CommitApplied<P>: Send + Sync + 'static {
 /// its consumer a new durable name, or keep both in a database). Clones share them.
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryApplied {
-    applied: Arc<Mutex<HashMap<String, HashMap<StreamId, Version>>>>,
+    applied: Arc<Mutex<HashMap<String, Applied>>>,
 }
 
 impl InMemoryApplied {
@@ -74,7 +83,7 @@ impl InMemoryApplied {
 }
 
 impl<P: Send + 'static> CommitApplied<P> for InMemoryApplied {
-    async fn load(&self, consumer: &str) -> Result<HashMap<StreamId, Version>, CheckpointStoreError> {
+    async fn load(&self, consumer: &str) -> Result<Applied, CheckpointStoreError> {
         Ok(self.applied.lock().unwrap_or_else(PoisonError::into_inner).get(consumer).cloned().unwrap_or_default())
     }
 
@@ -83,9 +92,12 @@ impl<P: Send + 'static> CommitApplied<P> for InMemoryApplied {
         consumer: &str,
         _projection: &Arc<Mutex<P>>,
         applied: &[(StreamId, Version)],
+        parked: &[ParkedEvent],
     ) -> Result<(), CheckpointStoreError> {
         let mut all = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
-        all.entry(consumer.to_owned()).or_default().extend(applied.iter().cloned());
+        let entry = all.entry(consumer.to_owned()).or_default();
+        entry.versions.extend(applied.iter().cloned());
+        entry.parked.extend(parked.iter().cloned());
         Ok(())
     }
 }
@@ -307,8 +319,8 @@ enum Outcome {
 /// - **Failures.** A failing handler is tried again with backoff; then
 ///   [`OnFailure::Stop`] commits the events before it and stops with
 ///   [`ConsumerError::Handler`] (the event is not acknowledged: the next run gets it again),
-///   and [`OnFailure::Park`] sets it aside ([`ConsumerHandle::parked`], a traced warning, the
-///   message terminated) and goes on. A message that is not an es event is treated the same
+///   and [`OnFailure::Park`] sets it aside (committed with the batch and listed by
+///   [`ConsumerHandle::parked`], with a traced warning) and goes on. A message that is not an es event is treated the same
 ///   way; one that does not decode stops the consumer, as it stops a local projection.
 ///
 /// The read model is the truth about what was applied, not the durable consumer's position:
@@ -433,7 +445,7 @@ impl<P: Projection, C: CommitApplied<P>> Consumer<P, C> {
             .await
             .map_err(|error| jetstream_error("get_or_create_consumer", error.into()))?;
         let info = consumer.info().await.map_err(|error| jetstream_error("consumer info", error.into()))?.clone();
-        let restart = applied.is_empty() && info.delivered.stream_sequence > 0;
+        let restart = applied.versions.is_empty() && info.delivered.stream_sequence > 0;
         if restart {
             // The read model is new (or was emptied) but the durable consumer has handed out
             // messages before: what it acknowledged would never come back. The read model is
@@ -459,7 +471,8 @@ impl<P: Projection, C: CommitApplied<P>> Consumer<P, C> {
             return Err(ConsumerError::ConsumerConfig { consumer: durable, problem });
         }
         self.shared.update(|p| {
-            p.applied = applied;
+            p.applied = applied.versions;
+            p.parked = applied.parked;
             p.state = ConsumerState::Running;
         });
         let batch_size = self.options.projection.batch_size.max(1);
@@ -497,10 +510,11 @@ impl<P: Projection, C: CommitApplied<P>> Consumer<P, C> {
     /// Handles, commits and acknowledges one batch.
     async fn handle_batch(&self, durable: &str, batch: Vec<Message>) -> Result<(), ConsumerError> {
         let mut updates: HashMap<StreamId, Version> = HashMap::new();
+        let mut parked = Vec::new();
         let mut outcomes: Vec<(Message, Outcome)> = Vec::with_capacity(batch.len());
         let mut failure = None;
         for message in batch {
-            match self.handle_message(durable, &message, &mut updates).await {
+            match self.handle_message(durable, &message, &mut updates, &mut parked).await {
                 Ok(outcome) => outcomes.push((message, outcome)),
                 Err(error) => {
                     failure = Some(error);
@@ -508,13 +522,16 @@ impl<P: Projection, C: CommitApplied<P>> Consumer<P, C> {
                 }
             }
         }
-        if !updates.is_empty() {
+        if !updates.is_empty() || !parked.is_empty() {
             let applied: Vec<(StreamId, Version)> = updates.into_iter().collect();
             self.read_model
-                .commit(durable, &self.projection, &applied)
+                .commit(durable, &self.projection, &applied, &parked)
                 .await
                 .map_err(|source| ConsumerError::ReadModel { consumer: durable.to_owned(), source })?;
-            self.shared.update(|p| p.applied.extend(applied));
+            self.shared.update(|p| {
+                p.applied.extend(applied);
+                p.parked.extend(parked);
+            });
         }
         for (message, outcome) in outcomes {
             let kind = match outcome {
@@ -535,6 +552,7 @@ impl<P: Projection, C: CommitApplied<P>> Consumer<P, C> {
         durable: &str,
         message: &Message,
         updates: &mut HashMap<StreamId, Version>,
+        parked: &mut Vec<ParkedEvent>,
     ) -> Result<Outcome, ConsumerError> {
         let info = message.info().ok();
         let sequence = info.as_ref().map_or(0, |info| info.stream_sequence);
@@ -581,16 +599,21 @@ impl<P: Projection, C: CommitApplied<P>> Consumer<P, C> {
                 record.stream_version.0 - 1
             );
             tracing::warn!(consumer = %durable, event = %event, error = %error, "missing events parked");
-            self.shared.update(|p| p.parked.push(ParkedEvent { event, error, attempts: 1 }));
+            parked.push(ParkedEvent { event, error, attempts: 1 });
         }
-        let outcome = self.deliver(durable, &record).await?;
+        let outcome = self.deliver(durable, &record, parked).await?;
         updates.insert(record.stream.clone(), record.stream_version);
         Ok(outcome)
     }
 
     /// Hands one record to its handler, retrying with backoff; then stops or parks (as the
     /// local runner does).
-    async fn deliver(&self, durable: &str, record: &StoredEvent) -> Result<Outcome, ConsumerError> {
+    async fn deliver(
+        &self,
+        durable: &str,
+        record: &StoredEvent,
+        parked: &mut Vec<ParkedEvent>,
+    ) -> Result<Outcome, ConsumerError> {
         let retry = &self.options.projection.retry;
         let mut attempt = 1;
         loop {
@@ -623,7 +646,7 @@ impl<P: Projection, C: CommitApplied<P>> Consumer<P, C> {
                 OnFailure::Park => {
                     let message = chain(error.as_ref());
                     tracing::warn!(consumer = %durable, event = %event, error = %message, "event parked");
-                    self.shared.update(|p| p.parked.push(ParkedEvent { event, error: message, attempts: attempt }));
+                    parked.push(ParkedEvent { event, error: message, attempts: attempt });
                     // The stream moves past it: acknowledged, not terminated, like a handled one.
                     Ok(Outcome::Applied)
                 }
@@ -668,7 +691,8 @@ impl<P: Projection> ConsumerHandle<P> {
         self.shared.lock().applied.get(stream).copied().unwrap_or(Version::NONE)
     }
 
-    /// Events set aside under [`OnFailure::Park`].
+    /// Events set aside under [`OnFailure::Park`], committed with the read model (so also
+    /// those of earlier runs), oldest first.
     #[must_use]
     pub fn parked(&self) -> Vec<ParkedEvent> {
         self.shared.lock().parked.clone()

@@ -112,7 +112,7 @@ mod stream;
 pub use async_nats;
 
 pub use crate::consumer::{
-    CommitApplied, Consumer, ConsumerError, ConsumerHandle, ConsumerOptions, ConsumerState, InMemoryApplied,
+    Applied, CommitApplied, Consumer, ConsumerError, ConsumerHandle, ConsumerOptions, ConsumerState, InMemoryApplied,
 };
 pub use crate::envelope::{BadMessage, Subjects};
 pub use crate::relay::{Relay, RelayError, RelayHandle, RelayOptions, RelayState, message};

@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use es_core::projection::{CheckpointStoreError, HandlerError};
+use es_core::projection::{CheckpointStoreError, HandlerError, ParkedEvent};
 use es_core::store::StoreError;
 use es_core::{StreamId, Version};
 use es_sqlite::rusqlite::{self, Transaction};
 use es_sqlite::{SqliteCheckpoints, SqliteStore, backend_error};
 
-use crate::consumer::CommitApplied;
+use crate::consumer::{Applied, CommitApplied};
 
 /// The relay's checkpoint store on SQLite: [`SqliteCheckpoints`] with nothing to flush.
 pub type RelayCheckpoints = SqliteCheckpoints<fn(&Transaction<'_>, &mut ()) -> Result<(), HandlerError>>;
@@ -41,8 +41,9 @@ fn sql<T>(result: rusqlite::Result<T>, doing: &'static str) -> Result<T, Failed>
 }
 
 /// A consumer's read model in a SQLite file, committed **exactly once**: `flush` writes what a
-/// batch's handlers kept in the projection, and the last version applied of each stream goes
-/// to table `es_nats_applied`, in one transaction (the pattern of [`SqliteCheckpoints`]).
+/// batch's handlers kept in the projection, the last version applied of each stream goes to
+/// table `es_nats_applied` and the events the batch parked to `es_nats_parked` (as JSON), in
+/// one transaction (the pattern of [`SqliteCheckpoints`]).
 ///
 /// Handlers do not write to the database themselves: they record their changes in the
 /// projection (rows to upsert, say), and `flush` writes and clears them.
@@ -74,9 +75,15 @@ impl<F> SqliteReadModel<F> {
                         stream_id TEXT NOT NULL,
                         version INTEGER NOT NULL,
                         PRIMARY KEY (consumer, stream_type, stream_id)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE IF NOT EXISTS es_nats_parked (
+                        consumer TEXT NOT NULL,
+                        position INTEGER NOT NULL,
+                        parked TEXT NOT NULL,
+                        PRIMARY KEY (consumer, position)
                     ) WITHOUT ROWID",
                 )
-                .map_err(|error| backend_error("cannot create the applied-versions table", error))
+                .map_err(|error| backend_error("cannot create the applied-versions tables", error))
             })
             .await?;
         Ok(Self { store, flush: Arc::new(flush) })
@@ -94,7 +101,7 @@ where
     P: Send + 'static,
     F: Fn(&Transaction<'_>, &mut P) -> Result<(), HandlerError> + Send + Sync + 'static,
 {
-    async fn load(&self, consumer: &str) -> Result<HashMap<StreamId, Version>, CheckpointStoreError> {
+    async fn load(&self, consumer: &str) -> Result<Applied, CheckpointStoreError> {
         let consumer = consumer.to_owned();
         self.store
             .read(move |tx| {
@@ -118,7 +125,25 @@ where
                     })?;
                     applied.insert(StreamId::new(stream_type, id), Version(version));
                 }
-                Ok(applied)
+                let mut statement = sql(
+                    tx.prepare("SELECT parked FROM es_nats_parked WHERE consumer = ?1 ORDER BY position"),
+                    "cannot read the parked events",
+                )?;
+                let rows = sql(
+                    statement.query_map([&consumer], |row| row.get::<_, String>(0)),
+                    "cannot read the parked events",
+                )?;
+                let mut parked = Vec::new();
+                for row in rows {
+                    let json = sql(row, "cannot read the parked events")?;
+                    parked.push(serde_json::from_str::<ParkedEvent>(&json).map_err(|error| {
+                        Failed(CheckpointStoreError::because(
+                            format!("a parked event of consumer `{consumer}` does not read"),
+                            error,
+                        ))
+                    })?);
+                }
+                Ok(Applied { versions: applied, parked })
             })
             .await
             .map_err(|Failed(error)| error)
@@ -129,9 +154,10 @@ where
         consumer: &str,
         projection: &Arc<Mutex<P>>,
         applied: &[(StreamId, Version)],
+        parked: &[ParkedEvent],
     ) -> Result<(), CheckpointStoreError> {
         let (consumer, projection, flush) = (consumer.to_owned(), Arc::clone(projection), Arc::clone(&self.flush));
-        let applied = applied.to_vec();
+        let (applied, parked) = (applied.to_vec(), parked.to_vec());
         self.store
             .transaction(move |tx| {
                 let mut projection = projection.lock().unwrap_or_else(PoisonError::into_inner);
@@ -153,6 +179,19 @@ where
                     sql(
                         upsert.execute(rusqlite::params![consumer, stream.stream_type(), stream.id(), version]),
                         "cannot save the applied versions",
+                    )?;
+                }
+                for event in &parked {
+                    let position = i64::try_from(event.event.position.0).unwrap_or(i64::MAX);
+                    let json = serde_json::to_string(event).map_err(|error| {
+                        Failed(CheckpointStoreError::because("a parked event does not serialize", error))
+                    })?;
+                    sql(
+                        tx.execute(
+                            "INSERT OR REPLACE INTO es_nats_parked (consumer, position, parked) VALUES (?1, ?2, ?3)",
+                            rusqlite::params![consumer, position, json],
+                        ),
+                        "cannot save a parked event",
                     )?;
                 }
                 Ok(())
