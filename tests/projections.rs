@@ -638,11 +638,28 @@ pub struct SqlBalances {
     pending: Vec<(String, u64)>,
     /// Fails on a deposit of this amount.
     fail_on: Option<u64>,
+    /// Called with each deposit's amount before it is handled.
+    on_deposit: Option<OnDeposit>,
+}
+
+/// What a test does while a deposit is handled.
+#[cfg(feature = "sqlite")]
+#[derive(Clone)]
+pub struct OnDeposit(Arc<dyn Fn(u64) + Send + Sync>);
+
+#[cfg(feature = "sqlite")]
+impl std::fmt::Debug for OnDeposit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnDeposit")
+    }
 }
 
 #[cfg(feature = "sqlite")]
 impl Handle<MoneyDeposited> for SqlBalances {
     fn handle(&mut self, event: &Envelope<MoneyDeposited>) -> Result<(), HandlerError> {
+        if let Some(OnDeposit(hook)) = &self.on_deposit {
+            hook(event.event.amount);
+        }
         if self.fail_on == Some(event.event.amount) {
             return Err("refused".into());
         }
@@ -679,6 +696,19 @@ async fn balances_table(store: &es::SqliteStore) -> Vec<(String, i64, i64)> {
         .unwrap()
 }
 
+/// Runs a clean `SqlBalances` from its stored checkpoint until it has handled the head, then
+/// stops it.
+#[cfg(feature = "sqlite")]
+async fn run_sql_balances_to_head(store: &es::SqliteStore, options: ProjectionOptions) {
+    let checkpoints = es::SqliteCheckpoints::new(store.clone(), flush_balances).await.unwrap();
+    let runner = ProjectionRunner::new(SqlBalances::default(), store.clone(), checkpoints).with_options(options);
+    let handle = runner.handle();
+    let task = tokio::spawn(runner.run());
+    handle.wait_for_head(WAIT).await.unwrap();
+    handle.stop();
+    task.await.unwrap().unwrap();
+}
+
 #[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sqlite_a_failure_mid_batch_repeats_nothing_and_loses_nothing() {
@@ -705,14 +735,45 @@ async fn on_sqlite_a_failure_mid_batch_repeats_nothing_and_loses_nothing() {
     // deposit counted once.
     drop(store);
     let store = es::SqliteStore::open(&path).unwrap();
-    let checkpoints = es::SqliteCheckpoints::new(store.clone(), flush_balances).await.unwrap();
-    let runner = ProjectionRunner::new(SqlBalances::default(), store.clone(), checkpoints).with_options(options);
-    let handle = runner.handle();
-    let task = tokio::spawn(runner.run());
-    handle.wait_for_head(WAIT).await.unwrap();
-    handle.stop();
-    task.await.unwrap().unwrap();
+    run_sql_balances_to_head(&store, options).await;
     assert_eq!(balances_table(&store).await, [("even".to_owned(), 30, 5), ("odd".to_owned(), 25, 5)]);
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_stop_while_the_next_page_is_read_ahead_loses_nothing_and_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = es::SqliteStore::open(dir.path().join("bank.db")).unwrap();
+    // 40 deposits of 1..=40 on two accounts; full batches of 4, so the runner reads each next
+    // page while it handles and commits the one before.
+    for amount in 1..=40 {
+        let stream = account(if amount % 2 == 0 { "even" } else { "odd" });
+        store.append(&stream, ExpectedVersion::Any, vec![deposit(amount)]).await.unwrap();
+    }
+    let options = ProjectionOptions { batch_size: 4, ..fast() };
+
+    // A stop while the deposit of 6 is handled: the batch [5 6 7 8] is committed, the page
+    // [9 10 11 12] read ahead beside it is dropped unhandled.
+    type Handle = es::projection::ProjectionHandle<SqlBalances, es::SqliteStore>;
+    let slot: Arc<std::sync::OnceLock<Handle>> = Arc::default();
+    let stopper = Arc::clone(&slot);
+    let on_deposit = OnDeposit(Arc::new(move |amount| {
+        if amount == 6 {
+            stopper.get().expect("the handle is set before the run").stop();
+        }
+    }));
+    let stopping = SqlBalances { on_deposit: Some(on_deposit), ..SqlBalances::default() };
+    let checkpoints = es::SqliteCheckpoints::new(store.clone(), flush_balances).await.unwrap();
+    let runner = ProjectionRunner::new(stopping, store.clone(), checkpoints).with_options(options.clone());
+    let handle = runner.handle();
+    assert!(slot.set(runner.handle()).is_ok());
+    runner.run().await.unwrap();
+    assert!(matches!(handle.state(), RunState::Stopped));
+    assert_eq!(balances_table(&store).await, [("even".to_owned(), 20, 4), ("odd".to_owned(), 16, 4)]);
+
+    // The next run starts after the committed batch: every deposit counted once.
+    run_sql_balances_to_head(&store, options).await;
+    assert_eq!(balances_table(&store).await, [("even".to_owned(), 420, 20), ("odd".to_owned(), 400, 20)]);
 }
 
 #[cfg(feature = "sqlite")]

@@ -1,15 +1,17 @@
 //! Exactly-once projections into the same SQLite file: the changes a batch's handlers kept and
 //! the projection's checkpoint are written in one transaction.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rusqlite::{OptionalExtension, Transaction};
+use rusqlite::{Connection, OptionalExtension, Transaction};
 
 use es_core::projection::{
     CheckpointStoreError, CommitBatch, HandlerError, ParkedEvent, ProjectionIdentity, RebuildMarker, SavedCheckpoint,
 };
 use es_core::store::{Checkpoint, StoreError};
 
+use crate::append;
 use crate::error::Context;
 use crate::store::SqliteStore;
 
@@ -46,15 +48,34 @@ type Reset = dyn Fn(&Transaction<'_>) -> Result<(), HandlerError> + Send + Sync;
 /// [`with_reset`](SqliteCheckpoints::with_reset), and it runs in the transaction that stores the
 /// rebuild's first checkpoint. A crash then leaves either the old tables with the old
 /// checkpoint, or the emptied tables with the rebuild's marker, which the next run resumes.
+///
+/// # Durability
+///
+/// Appends wait for the disk (`synchronous = FULL`). A batch's commit does not, in WAL mode
+/// (the mode a file store runs in): it is written to the log like any other, and made durable
+/// by the next commit that waits for the disk, or by SQLite's next checkpoint of the log. What
+/// reaches the disk of an SQLite log is always a prefix of its commits, so a power loss or an
+/// operating-system crash can undo only the last batches, each with its own checkpoint, never
+/// an event nor a batch without the batches after it; the next run handles those events
+/// again, once. A crash of the process alone loses nothing. This saves a wait for the disk per
+/// batch, which is most of a catch-up's time on a disk with slow flushes. Without WAL (a file
+/// system that cannot share memory) every commit waits for the disk, as it does after
+/// [`SqliteCheckpoints::synced`]; so does the commit that starts a rebuild.
 pub struct SqliteCheckpoints<F> {
     store: SqliteStore,
     flush: Arc<F>,
     reset: Option<Arc<Reset>>,
+    /// The writer's sync level to restore after a batch's commit that skips its own sync (WAL
+    /// mode, a level above NORMAL); `None`: every commit waits for the disk.
+    relaxed: Option<i64>,
 }
 
 impl<F> std::fmt::Debug for SqliteCheckpoints<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteCheckpoints").field("store", &self.store).finish_non_exhaustive()
+        f.debug_struct("SqliteCheckpoints")
+            .field("store", &self.store)
+            .field("synced", &self.relaxed.is_none())
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,7 +113,30 @@ impl<F> SqliteCheckpoints<F> {
                 Ok::<(), StoreError>(())
             })
             .await?;
-        Ok(Self { store, flush: Arc::new(flush), reset: None })
+        // Neither changes later: SQLite refuses both pragmas inside a transaction, and only
+        // these commits use the writer outside one (putting the level back).
+        let relaxed = store
+            .on_writer(|connection| {
+                let mode: String = connection
+                    .pragma_query_value(None, "journal_mode", |row| row.get(0))
+                    .context("cannot read the journal mode")?;
+                let level: i64 = connection
+                    .pragma_query_value(None, "synchronous", |row| row.get(0))
+                    .context("cannot read the sync level")?;
+                // 1 is NORMAL; 2 (FULL) and 3 (EXTRA) wait for the disk at each commit.
+                Ok::<_, StoreError>((mode.eq_ignore_ascii_case("wal") && level > 1).then_some(level))
+            })
+            .await?;
+        Ok(Self { store, flush: Arc::new(flush), reset: None, relaxed })
+    }
+
+    /// The same checkpoints, with every batch's commit waiting for the disk as appends do: for
+    /// a read model whose last batches must survive a power loss as they are (rather than be
+    /// handled again by the next run). See [Durability](SqliteCheckpoints#durability).
+    #[must_use]
+    pub fn synced(mut self) -> Self {
+        self.relaxed = None;
+        self
     }
 
     /// The same checkpoints, emptying the read model with `reset` when a rebuild starts, in
@@ -207,6 +251,26 @@ where
     Ok(())
 }
 
+/// Runs `work` in a transaction on the writer (in WAL mode) that does not wait for the disk at
+/// its commit (`synchronous = NORMAL` for this one commit); the connection's `level` is put
+/// back before it returns, also when `work` panics.
+fn commit_unsynced<T>(
+    connection: &mut Connection,
+    level: i64,
+    work: impl FnOnce(&Transaction<'_>) -> Result<T, Failed>,
+) -> Result<T, Failed> {
+    connection.pragma_update(None, "synchronous", 1).context("cannot set the sync level")?;
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| append::transaction(connection, work)));
+    let restored = connection.pragma_update(None, "synchronous", level).context("cannot restore the sync level");
+    match outcome {
+        Ok(result) => {
+            restored?;
+            result
+        }
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
 impl<P, F> CommitBatch<P> for SqliteCheckpoints<F>
 where
     P: Send + 'static,
@@ -219,13 +283,15 @@ where
 
     async fn commit(&self, projection: &Arc<Mutex<P>>, saved: &SavedCheckpoint) -> Result<(), CheckpointStoreError> {
         let (projection, flush, saved) = (Arc::clone(projection), Arc::clone(&self.flush), saved.clone());
-        self.store
-            .transaction(move |tx| {
-                let mut projection = projection.lock().unwrap_or_else(PoisonError::into_inner);
-                write_batch(tx, flush.as_ref(), &mut projection, &saved)
-            })
-            .await
-            .map_err(|Failed(error)| error)
+        let batch = move |tx: &Transaction<'_>| {
+            let mut projection = projection.lock().unwrap_or_else(PoisonError::into_inner);
+            write_batch(tx, flush.as_ref(), &mut projection, &saved)
+        };
+        let result = match self.relaxed {
+            None => self.store.transaction(batch).await,
+            Some(level) => self.store.on_writer(move |connection| commit_unsynced(connection, level, batch)).await,
+        };
+        result.map_err(|Failed(error)| error)
     }
 
     async fn reset(&self, projection: &Arc<Mutex<P>>, saved: &SavedCheckpoint) -> Result<(), CheckpointStoreError> {
@@ -250,5 +316,72 @@ where
             })
             .await
             .map_err(|Failed(error)| error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use es_core::projection::{CommitBatch, HandlerError, ProjectionIdentity, SavedCheckpoint};
+    use es_core::store::Checkpoint;
+    use rusqlite::Transaction;
+
+    use super::SqliteCheckpoints;
+    use crate::store::SqliteStore;
+
+    /// The writer's `synchronous` level (2: FULL).
+    async fn sync_level(store: &SqliteStore) -> i64 {
+        store
+            .on_writer(|connection| {
+                connection
+                    .pragma_query_value(None, "synchronous", |row| row.get(0))
+                    .map_err(|error| crate::backend_error("cannot read the sync level", error))
+            })
+            .await
+            .unwrap()
+    }
+
+    fn flush(tx: &Transaction<'_>, fail: &mut bool) -> Result<(), HandlerError> {
+        tx.execute_batch("CREATE TABLE IF NOT EXISTS batches (n INTEGER)")?;
+        tx.execute("INSERT INTO batches (n) VALUES (1)", [])?;
+        if *fail { Err("refused".into()) } else { Ok(()) }
+    }
+
+    #[tokio::test]
+    async fn a_batch_commits_without_its_own_sync_and_the_writer_keeps_full_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("p.db")).unwrap();
+        assert_eq!(sync_level(&store).await, 2);
+        let saved = SavedCheckpoint::new(ProjectionIdentity::new("p", 1, "f"), Checkpoint::START);
+        for synced in [false, true] {
+            let mut checkpoints = SqliteCheckpoints::new(store.clone(), flush).await.unwrap();
+            if synced {
+                checkpoints = checkpoints.synced();
+            }
+            let projection = Arc::new(Mutex::new(false));
+            checkpoints.commit(&projection, &saved).await.unwrap();
+            assert_eq!(sync_level(&store).await, 2);
+            // A failing flush rolls back, and the level is restored all the same.
+            *projection.lock().unwrap() = true;
+            assert!(checkpoints.commit(&projection, &saved).await.is_err());
+            assert_eq!(sync_level(&store).await, 2);
+        }
+        let batches: i64 = store
+            .read(|tx| {
+                tx.query_row("SELECT COUNT(*) FROM batches", [], |row| row.get(0))
+                    .map_err(|error| crate::backend_error("cannot count", error))
+            })
+            .await
+            .unwrap();
+        assert_eq!(batches, 2);
+        let checkpoints = SqliteCheckpoints::new(store.clone(), flush).await.unwrap();
+        assert_eq!(CommitBatch::<bool>::load(&checkpoints, "p").await.unwrap(), Some(saved.clone()));
+
+        // An in-memory database has no log to defer to: its commits are plain transactions.
+        let memory = SqliteStore::open_in_memory().unwrap();
+        let checkpoints = SqliteCheckpoints::new(memory.clone(), flush).await.unwrap();
+        checkpoints.commit(&Arc::new(Mutex::new(false)), &saved).await.unwrap();
+        assert_eq!(CommitBatch::<bool>::load(&checkpoints, "p").await.unwrap(), Some(saved));
     }
 }

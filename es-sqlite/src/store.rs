@@ -267,6 +267,19 @@ impl SqliteStore {
         .await
     }
 
+    /// Runs `work` on the writer connection, outside any transaction, where blocking is
+    /// allowed: for this crate's own writes that set the connection up around their
+    /// transaction (a projection's batch commit).
+    pub(crate) async fn on_writer<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || work(&mut inner.connections.writer())).await
+    }
+
     /// Runs a read of the store's own on a read connection.
     async fn reading<T: Send + 'static>(
         &self,

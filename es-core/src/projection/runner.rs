@@ -5,6 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,7 @@ use super::{DispatchError, Partition, Projection, fingerprint};
 use crate::decode::{DecodeError, DecodeErrorKind};
 use crate::record::{Position, StoredEvent, StreamId, Version};
 use crate::repository::RetryPolicy;
-use crate::store::{Checkpoint, CommitSignal, EventStore, StoreError, first_of};
+use crate::store::{AllEventsPage, Checkpoint, CommitSignal, EventStore, ReadAllFilter, StoreError, first_of};
 use crate::timer::sleep;
 
 /// How a runner reads, follows and reacts to failures.
@@ -437,6 +438,11 @@ impl Drop for RunGuard {
 /// With a [`CommitBatch`] that writes the read model and the checkpoint in one transaction
 /// (es-sqlite's `SqliteCheckpoints`), it is **exactly once**.
 ///
+/// While catching up, the runner reads the next page while the handlers and the commit of the
+/// page before run (a full page says that more is waiting): the store reads beside the batch's
+/// write. Handlers still see every event in the store's order, one batch after the other, and
+/// a stop or a failure drops the page read ahead unhandled, to be read again by the next run.
+///
 /// Following costs no busy poll: after a read that found nothing new, the runner waits for the
 /// store's [`commit_signal`](EventStore::commit_signal) (a commit in this process wakes it at
 /// once) or for [`ProjectionOptions::poll_interval`], whichever comes first. The worst-case
@@ -635,7 +641,6 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
     }
 
     async fn run_inner(&self) -> Result<(), ProjectionError> {
-        let store_error = |source| ProjectionError::Store { projection: P::NAME, source };
         let mut checkpoint = self.start_checkpoint().await?;
         self.shared.update(|p| {
             p.checkpoint = checkpoint.clone();
@@ -644,19 +649,21 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
         let (identity, filter) = (self.identity(), P::filter());
         let signal = self.store.commit_signal();
         let batch_size = self.options.batch_size.max(1);
+        // The page after the batch in hand, read while that batch was handled and committed.
+        let mut ahead: Option<Result<Read, ProjectionError>> = None;
         loop {
+            // A stop drops the page read ahead: its events are read again by the next run.
             if self.shared.stop.load(Ordering::Acquire) {
                 return Ok(());
             }
-            // Read before reading: a commit during the read then ends the wait at once.
-            let seen = signal.as_ref().map(CommitSignal::generation);
-            let stop_seen = self.shared.stopping.generation();
+            // Generations before serving and reading: a request or a commit meanwhile then ends
+            // the wait at once.
+            let generations = self.generations(signal.as_ref());
             self.serve_parked_requests(&identity, &checkpoint).await?;
-            let page = self.store.read_all(&checkpoint, &filter, batch_size).await.map_err(store_error)?;
-            let span = batch_span(P::NAME, self.partition, &page);
-            for (record, after) in page.iter().filter(|(record, _)| self.partition.owns(&record.stream)) {
-                self.deliver(record, self.rebuild_state.is_replay(after)).instrument(span.clone()).await?;
-            }
+            let Read { page, seen, stop_seen } = match ahead.take() {
+                Some(read) => read?,
+                None => self.read(&checkpoint, &filter, batch_size, generations).await?,
+            };
             if page.next == checkpoint {
                 // Nothing new: wait for a commit, the poll interval, or a stop.
                 self.shared.update(|p| p.state = RunState::CaughtUp);
@@ -671,12 +678,30 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
                 first_of(first_of(commit, stop), sleep(self.options.poll_interval)).await;
                 continue;
             }
-            let saved = self.saved_after(&identity, &page).await?;
-            self.checkpoints
-                .commit(&self.projection, &saved)
-                .instrument(span)
-                .await
-                .map_err(|source| ProjectionError::Checkpoints { projection: P::NAME, source })?;
+            let span = batch_span(P::NAME, self.partition, &page);
+            let batch = async {
+                self.handle_batch(&page).await?;
+                let saved = self.saved_after(&identity, &page).await?;
+                self.checkpoints
+                    .commit(&self.projection, &saved)
+                    .await
+                    .map_err(|source| ProjectionError::Checkpoints { projection: P::NAME, source })?;
+                Ok::<_, ProjectionError>(saved)
+            }
+            .instrument(span);
+            let saved = if page.events.len() >= batch_size {
+                // A full page: more is waiting, most likely. Reading it does not depend on this
+                // batch, so it runs beside the handlers and the commit (the store reads on
+                // another connection while the batch's transaction writes). It is polled
+                // first, so that a store that reads on another thread starts before the
+                // handlers take this one.
+                let generations = self.generations(signal.as_ref());
+                let (next, done) = both(self.read(&page.next, &filter, batch_size, generations), batch).await;
+                ahead = Some(next);
+                done?
+            } else {
+                batch.await?
+            };
             self.metrics().batches.increment(1);
             self.rebuild_committed(&saved).await;
             checkpoint = page.next;
@@ -687,46 +712,152 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
         }
     }
 
+    /// The generations of the store's commit signal and of the stop signal, taken before a
+    /// read: a commit, a stop or a request during the read then ends the wait that follows an
+    /// empty page at once.
+    fn generations(&self, signal: Option<&CommitSignal>) -> (Option<u64>, u64) {
+        (signal.map(CommitSignal::generation), self.shared.stopping.generation())
+    }
+
+    /// Reads the page after `from`, with the `generations` taken before.
+    async fn read(
+        &self,
+        from: &Checkpoint,
+        filter: &ReadAllFilter,
+        batch_size: usize,
+        (seen, stop_seen): (Option<u64>, u64),
+    ) -> Result<Read, ProjectionError> {
+        let page = self
+            .store
+            .read_all(from, filter, batch_size)
+            .await
+            .map_err(|source| ProjectionError::Store { projection: P::NAME, source })?;
+        Ok(Read { page, seen, stop_seen })
+    }
+
+    /// Hands the records of `page` that this partition owns to their handlers, in order,
+    /// holding the projection's lock once for the run of records that succeed; a handler that
+    /// fails is retried with the lock released while it waits ([`Self::retry_failed`]).
+    async fn handle_batch(&self, page: &AllEventsPage) -> Result<(), ProjectionError> {
+        let mut owned = page.iter().filter(|(record, _)| self.partition.owns(&record.stream));
+        loop {
+            let failed = {
+                let mut projection = self.lock_projection();
+                loop {
+                    let Some((record, after)) = owned.next() else { break None };
+                    let replay = self.rebuild_state.is_replay(after);
+                    let result = replaying(replay, || projection.dispatch(record));
+                    if let Some(error) = self.handled(record, result)? {
+                        break Some((record, replay, error));
+                    }
+                }
+            };
+            let Some((record, replay, error)) = failed else { return Ok(()) };
+            self.retry_failed(record, replay, error).await?;
+        }
+    }
+
     /// Hands one record to its handler (`replay`: what [`is_replay`](super::is_replay) tells
     /// it), retrying with backoff; then stops or parks.
     pub(super) async fn deliver(&self, record: &StoredEvent, replay: bool) -> Result<(), ProjectionError> {
-        let retry = &self.options.retry;
-        let mut attempt = 1;
-        loop {
-            let result = replaying(replay, || self.lock_projection().dispatch(record));
-            let error = match result {
-                Ok(handled) => {
-                    self.metrics().handled.increment(u64::from(handled));
-                    return Ok(());
-                }
-                Err(DispatchError::Decode(source)) => {
-                    return Err(ProjectionError::Decode { projection: P::NAME, position: record.position, source });
-                }
-                Err(DispatchError::Handler(error)) => error,
-            };
-            self.metrics().failures.increment(1);
-            if attempt < retry.max_attempts {
-                self.metrics().retries.increment(1);
-                tracing::debug!(projection = P::NAME, attempt, error = %error, "handler failed; retrying");
-                sleep(retry.backoff(attempt)).await;
-                attempt += 1;
-                continue;
-            }
-            let event = FailedEvent::of(record);
-            return match self.options.on_failure {
-                OnFailure::Stop => {
-                    Err(ProjectionError::Handler { projection: P::NAME, event, attempts: attempt, source: error })
-                }
-                OnFailure::Park => {
-                    let message = chain(error.as_ref());
-                    tracing::warn!(projection = P::NAME, event = %event, error = %message, "event parked");
-                    self.metrics().parked.increment(1);
-                    self.shared.update(|p| p.parked.push(ParkedEvent { event, error: message, attempts: attempt }));
-                    Ok(())
-                }
-            };
+        let result = replaying(replay, || self.lock_projection().dispatch(record));
+        match self.handled(record, result)? {
+            None => Ok(()),
+            Some(error) => self.retry_failed(record, replay, error).await,
         }
     }
+
+    /// Counts what a dispatch did: `None` when it is done with, the handler's error when it
+    /// failed, and the runner's error for a record that does not decode.
+    fn handled(
+        &self,
+        record: &StoredEvent,
+        result: Result<bool, DispatchError>,
+    ) -> Result<Option<super::HandlerError>, ProjectionError> {
+        match result {
+            Ok(handled) => {
+                self.metrics().handled.increment(u64::from(handled));
+                Ok(None)
+            }
+            Err(DispatchError::Decode(source)) => {
+                Err(ProjectionError::Decode { projection: P::NAME, position: record.position, source })
+            }
+            Err(DispatchError::Handler(error)) => {
+                self.metrics().failures.increment(1);
+                Ok(Some(error))
+            }
+        }
+    }
+
+    /// Tries `record` again after its handler's first try failed with `error`, with backoff;
+    /// then stops or parks it.
+    async fn retry_failed(
+        &self,
+        record: &StoredEvent,
+        replay: bool,
+        mut error: super::HandlerError,
+    ) -> Result<(), ProjectionError> {
+        let retry = &self.options.retry;
+        let mut attempt = 1;
+        while attempt < retry.max_attempts {
+            self.metrics().retries.increment(1);
+            tracing::debug!(projection = P::NAME, attempt, error = %error, "handler failed; retrying");
+            sleep(retry.backoff(attempt)).await;
+            attempt += 1;
+            let result = replaying(replay, || self.lock_projection().dispatch(record));
+            match self.handled(record, result)? {
+                None => return Ok(()),
+                Some(again) => error = again,
+            }
+        }
+        let event = FailedEvent::of(record);
+        match self.options.on_failure {
+            OnFailure::Stop => {
+                Err(ProjectionError::Handler { projection: P::NAME, event, attempts: attempt, source: error })
+            }
+            OnFailure::Park => {
+                let message = chain(error.as_ref());
+                tracing::warn!(projection = P::NAME, event = %event, error = %message, "event parked");
+                self.metrics().parked.increment(1);
+                self.shared.update(|p| p.parked.push(ParkedEvent { event, error: message, attempts: attempt }));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A page of events, with the generations of the commit signal and of the stop signal taken
+/// before it was read.
+struct Read {
+    page: AllEventsPage,
+    seen: Option<u64>,
+    stop_seen: u64,
+}
+
+/// Runs `a` and `b` together on the caller's task, to the end of both.
+async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    let (mut out_a, mut out_b) = (None, None);
+    std::future::poll_fn(|cx| {
+        if out_a.is_none()
+            && let Poll::Ready(out) = a.as_mut().poll(cx)
+        {
+            out_a = Some(out);
+        }
+        if out_b.is_none()
+            && let Poll::Ready(out) = b.as_mut().poll(cx)
+        {
+            out_b = Some(out);
+        }
+        match (out_a.take(), out_b.take()) {
+            (Some(a), Some(b)) => Poll::Ready((a, b)),
+            (a, b) => {
+                (out_a, out_b) = (a, b);
+                Poll::Pending
+            }
+        }
+    })
+    .await
 }
 
 /// An error's message with its causes, `: `-separated.
@@ -767,7 +898,9 @@ impl<P: Projection, S> fmt::Debug for ProjectionHandle<P, S> {
 }
 
 impl<P: Projection, S: EventStore> ProjectionHandle<P, S> {
-    /// Reads the read model (between batches' events: never half an event).
+    /// Reads the read model: between batches, never halfway through one (the runner holds it
+    /// while it hands a batch to the handlers, and while a failed handler is retried only
+    /// between the tries).
     pub fn read<T>(&self, read: impl FnOnce(&P) -> T) -> T {
         read(&self.projection.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
