@@ -155,6 +155,10 @@ pub use es_core::{
     timer,
 };
 pub use es_derive::{Aggregate, Projection, apply, event};
+/// Events to other processes over NATS JetStream (feature `nats`): the outbox [`Relay`](nats::Relay)
+/// and the [`Consumer`](nats::Consumer) that feeds projections exactly once.
+#[cfg(feature = "nats")]
+pub use es_nats as nats;
 /// The tokio-postgres the PostgreSQL store uses: a `PostgresFlush` or `PostgresInline` writes
 /// through its `Transaction`, so a crate needs no tokio-postgres dependency of its own.
 #[cfg(feature = "postgres")]
