@@ -1,8 +1,9 @@
 //! Repository figures: `execute` on one aggregate at 1,000 vs 100,000 events in its stream,
 //! with snapshots (every 100 events) and without; `load` of a 10,000-event stream with and
-//! without a snapshot. On the SQLite file store (the default) and in memory.
+//! without a snapshot. On the SQLite file store (the default), in memory and, with the
+//! `postgres` feature, on PostgreSQL at `DATABASE_URL` (in a schema of its own, dropped after).
 //!
-//! `cargo bench --bench repository`
+//! `cargo bench --bench repository` (`--features postgres -- postgres` for PostgreSQL alone)
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -128,6 +129,22 @@ fn repository(c: &mut Criterion) {
     let memory = InMemoryStore::new();
     execute(c, "memory", &memory, &rt);
     load(c, "memory", &memory, &rt);
+    #[cfg(feature = "postgres")]
+    postgres(c, &rt);
+}
+
+#[cfg(feature = "postgres")]
+fn postgres(c: &mut Criterion, rt: &Runtime) {
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let schema = format!("es_bench_repository_{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let options = es::PostgresOptions::new().schema(schema.clone());
+    let store = rt.block_on(es::PostgresStore::connect_with(&url, options)).expect("cannot connect to DATABASE_URL");
+    execute(c, "postgres", &store, rt);
+    load(c, "postgres", &store, rt);
+    rt.block_on(async {
+        let client = store.pool().get().await.expect("connection");
+        client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.expect("drop the bench schema");
+    });
 }
 
 criterion_group!(benches, repository);

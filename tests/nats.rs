@@ -572,3 +572,48 @@ async fn a_new_read_model_starts_its_durable_consumer_from_the_first_message() {
     relay_task.await.unwrap().unwrap();
     delete(&jetstream, &settings).await;
 }
+
+/// On PostgreSQL, with several processes writing to one store: the relay's checkpoint and lease
+/// live in the store's schema; a relay started again (here: on another connection, as another
+/// process would) publishes only what the first did not, and JetStream holds each event once.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_the_relay_keeps_its_checkpoint_and_lease_in_the_schema() {
+    use es::{PostgresOptions, PostgresStore};
+    let jetstream = jetstream().await;
+    let settings = unique_stream(&jetstream, "postgres").await;
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let schema = format!("es_facade_nats_{:x}", random());
+    let connect = || PostgresStore::connect_with(&url, PostgresOptions::new().schema(schema.clone()));
+    let (writer, first_store, second_store) =
+        (connect().await.unwrap(), connect().await.unwrap(), connect().await.unwrap());
+    let stream = StreamId::new("Counter", "pg");
+    writer.append(&stream, ExpectedVersion::NoStream, (1..=40).map(tick).collect()).await.unwrap();
+
+    let relay_on = |store: PostgresStore| {
+        let (jetstream, settings) = (jetstream.clone(), settings.clone());
+        async move {
+            let checkpoints = es::nats::postgres::relay_checkpoints(store.clone()).await.unwrap();
+            Relay::new(store, checkpoints, jetstream, settings).with_options(relay_options())
+        }
+    };
+    let first = relay_on(first_store).await;
+    let first_handle = first.handle();
+    let first_task = tokio::spawn(first.run());
+    assert!(first_handle.wait_for(&writer.head().await.unwrap(), WAIT).await);
+    first_handle.stop();
+    first_task.await.unwrap().unwrap();
+
+    writer.append(&stream, ExpectedVersion::Exact(es::Version(40)), (41..=50).map(tick).collect()).await.unwrap();
+    let second = relay_on(second_store.clone()).await;
+    let second_handle = second.handle();
+    let second_task = tokio::spawn(second.run());
+    assert!(second_handle.wait_for(&writer.head().await.unwrap(), WAIT).await);
+    assert_eq!(second_handle.published(), (10, 0), "it published only what the first had not");
+    assert_eq!(messages_in(&jetstream, &settings).await, 50);
+    second_handle.stop();
+    second_task.await.unwrap().unwrap();
+    delete(&jetstream, &settings).await;
+    let client = second_store.pool().get().await.unwrap();
+    client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.unwrap();
+}

@@ -103,6 +103,8 @@
 
 mod consumer;
 pub mod envelope;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod relay;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
