@@ -732,3 +732,95 @@ async fn on_postgres_an_inline_projection_commits_with_the_command_or_fails_it_l
     assert_eq!(totals().await, [("v".to_owned(), 42, 2)]);
     client.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE")).await.unwrap();
 }
+
+/// How [`LostAcks`] fails the second batch's commit.
+#[derive(Clone, Copy, PartialEq)]
+enum CommitFault {
+    /// The commit lands, then reports an error (its acknowledgement was lost).
+    LandsThenFails,
+    /// The commit fails without landing.
+    FailsWithoutLanding,
+    /// The commit fails without landing, and the checkpoint store cannot be asked afterwards.
+    FailsAndCannotBeAsked,
+}
+
+/// In-memory checkpoints whose second commit goes wrong as `fault` says.
+#[derive(Clone)]
+struct LostAcks {
+    inner: InMemoryCheckpointStore,
+    fault: CommitFault,
+    commits: Arc<std::sync::atomic::AtomicU32>,
+    broken: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<P: Send + 'static> es::projection::CommitBatch<P> for LostAcks {
+    async fn load(&self, name: &str) -> Result<Option<SavedCheckpoint>, es::projection::CheckpointStoreError> {
+        if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(es::projection::CheckpointStoreError::new("the connection is gone"));
+        }
+        CheckpointStore::load(&self.inner, name).await
+    }
+
+    async fn commit(
+        &self,
+        _: &Arc<std::sync::Mutex<P>>,
+        saved: &SavedCheckpoint,
+    ) -> Result<(), es::projection::CheckpointStoreError> {
+        if self.commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst) != 1 {
+            return self.inner.save(saved).await;
+        }
+        let lost = es::projection::CheckpointStoreError::new("connection lost during COMMIT");
+        match self.fault {
+            CommitFault::LandsThenFails => self.inner.save(saved).await.and(Err(lost)),
+            CommitFault::FailsWithoutLanding => Err(lost),
+            CommitFault::FailsAndCannotBeAsked => {
+                self.broken.store(true, std::sync::atomic::Ordering::SeqCst);
+                Err(lost)
+            }
+        }
+    }
+}
+
+/// A batch whose commit reported an error is never committed again blindly: the stored
+/// checkpoint tells whether it landed; if it did, the runner goes on and nothing repeats;
+/// if it did not, or nobody can tell, the runner stops and says which.
+#[tokio::test]
+async fn a_commit_whose_acknowledgement_was_lost_is_reported_as_such_not_retried() {
+    use es::projection::CommitOutcome;
+    for fault in [CommitFault::LandsThenFails, CommitFault::FailsWithoutLanding, CommitFault::FailsAndCannotBeAsked] {
+        let store = InMemoryStore::new();
+        append(&store, &account("a"), (1..=30).map(deposit).collect()).await;
+        let checkpoints =
+            LostAcks { inner: InMemoryCheckpointStore::new(), fault, commits: Arc::default(), broken: Arc::default() };
+        let stored = checkpoints.inner.clone();
+        let runner = ProjectionRunner::new(Balances::default(), store.clone(), checkpoints).with_options(fast());
+        let handle = runner.handle();
+        let task = tokio::spawn(runner.run());
+        let head = store.head().await.unwrap();
+        let second_batch = store.read_all(&Checkpoint::START, &Balances::filter(), 14).await.unwrap().next;
+        match fault {
+            CommitFault::LandsThenFails => {
+                handle.wait_for(&head, Duration::from_secs(10)).await.expect("it goes on after a landed commit");
+                handle.read(|b| assert_eq!(b.positions, (1..=30).collect::<Vec<u64>>(), "each event once"));
+                handle.stop();
+                task.await.unwrap().expect("stopped");
+            }
+            CommitFault::FailsWithoutLanding | CommitFault::FailsAndCannotBeAsked => {
+                let error = task.await.unwrap().expect_err("a failed commit stops the runner");
+                let ProjectionError::CommitFailed { outcome, checkpoint, .. } = &*error else {
+                    panic!("not a CommitFailed: {error}")
+                };
+                let expected = if fault == CommitFault::FailsWithoutLanding {
+                    CommitOutcome::NotCommitted
+                } else {
+                    CommitOutcome::Unknown
+                };
+                assert_eq!(*outcome, expected, "{error}");
+                assert_eq!(*checkpoint, second_batch, "{error}");
+                let kept = CheckpointStore::load(&stored, Balances::NAME).await.unwrap().expect("first batch");
+                assert!(kept.checkpoint < second_batch, "the failed batch was not committed again");
+                assert!(error.to_string().contains("committing the batch"), "{error}");
+            }
+        }
+    }
+}

@@ -50,8 +50,8 @@ pub use self::partition::{InvalidPartition, Partition};
 pub use self::rebuild::{RebuildProgress, is_replay};
 pub use self::rebuild_lease::{RebuildLease, WhenHeld};
 pub use self::runner::{
-    FailedEvent, IdentityChange, OnFailure, ParkedEvent, ProjectionError, ProjectionHandle, ProjectionOptions,
-    ProjectionRunner, ProjectionStatus, Rebuilt, RunState, WaitError,
+    CommitOutcome, FailedEvent, IdentityChange, OnFailure, ParkedEvent, ProjectionError, ProjectionHandle,
+    ProjectionOptions, ProjectionRunner, ProjectionStatus, Rebuilt, RunState, WaitError,
 };
 
 /// The error a handler returns: any error, boxed (`?` converts).

@@ -160,6 +160,23 @@ pub enum ProjectionError {
         #[source]
         source: CheckpointStoreError,
     },
+    /// Committing a batch failed, and asking the checkpoint store afterwards showed that it
+    /// did not land, or could not tell. A commit whose acknowledgement was lost but which
+    /// landed is not an error: the runner goes on. The batch is not committed again (its
+    /// changes left the projection with the attempt): the next run resumes from the stored
+    /// checkpoint, so nothing is lost or repeated in a read model committed with it.
+    #[error("projection `{projection}`: committing the batch up to {checkpoint} failed; {outcome}")]
+    CommitFailed {
+        /// The projection.
+        projection: &'static str,
+        /// The checkpoint the batch was to store.
+        checkpoint: Checkpoint,
+        /// Whether it landed.
+        outcome: CommitOutcome,
+        /// The commit's error.
+        #[source]
+        source: CheckpointStoreError,
+    },
     /// The stored checkpoint belongs to another identity, and the options say
     /// [`IdentityChange::Refuse`].
     #[error(
@@ -239,6 +256,26 @@ impl ProjectionError {
     #[must_use]
     pub fn is_future_version(&self) -> bool {
         matches!(self, ProjectionError::Decode { source, .. } if matches!(source.kind, DecodeErrorKind::FutureVersion { .. }))
+    }
+}
+
+/// What became of a batch whose commit reported an error ([`ProjectionError::CommitFailed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CommitOutcome {
+    /// The stored checkpoint is still the one before the batch: it was not committed.
+    NotCommitted,
+    /// The checkpoint store could not be asked either: it may or may not have been committed.
+    Unknown,
+}
+
+impl fmt::Display for CommitOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CommitOutcome::NotCommitted => "it was not committed: the next run handles it again",
+            CommitOutcome::Unknown => {
+                "whether it was committed is unknown (the checkpoint store could not be asked): the next run resumes from what was stored"
+            }
+        })
     }
 }
 
@@ -682,10 +719,9 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
             let batch = async {
                 self.handle_batch(&page).await?;
                 let saved = self.saved_after(&identity, &page).await?;
-                self.checkpoints
-                    .commit(&self.projection, &saved)
-                    .await
-                    .map_err(|source| ProjectionError::Checkpoints { projection: P::NAME, source })?;
+                if let Err(source) = self.checkpoints.commit(&self.projection, &saved).await {
+                    self.commit_failed(&saved, source).await?;
+                }
                 Ok::<_, ProjectionError>(saved)
             }
             .instrument(span);
@@ -709,6 +745,35 @@ impl<P: Projection, S: EventStore, C: CommitBatch<P>> ProjectionRunner<P, S, C> 
                 p.checkpoint = checkpoint.clone();
                 p.state = RunState::CatchingUp;
             });
+        }
+    }
+
+    /// A batch's commit reported an error: that need not mean it did not land (an
+    /// acknowledgement lost with its connection). The stored checkpoint says which; the batch
+    /// is never committed again blindly (its changes left the projection with the attempt).
+    /// `Ok` when it landed after all.
+    async fn commit_failed(
+        &self,
+        saved: &SavedCheckpoint,
+        source: CheckpointStoreError,
+    ) -> Result<(), ProjectionError> {
+        let failed = |outcome| ProjectionError::CommitFailed {
+            projection: P::NAME,
+            checkpoint: saved.checkpoint.clone(),
+            outcome,
+            source,
+        };
+        match self.checkpoints.load(&saved.identity.name).await {
+            Ok(Some(stored)) if stored.identity == saved.identity && stored.checkpoint == saved.checkpoint => {
+                tracing::warn!(
+                    projection = P::NAME,
+                    checkpoint = %saved.checkpoint,
+                    "a batch's commit reported an error but it was committed (its acknowledgement was lost)"
+                );
+                Ok(())
+            }
+            Ok(_) => Err(failed(CommitOutcome::NotCommitted)),
+            Err(_) => Err(failed(CommitOutcome::Unknown)),
         }
     }
 
