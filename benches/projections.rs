@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 
 use es::prelude::*;
 use es::projection::{ProjectionOptions, ProjectionRunner};
-use es::rusqlite::{CachedStatement, Transaction};
 use es::{
     Checkpoint, EventStore, ExpectedVersion, NewEvent, RawEvent, ReadAllFilter, SqliteCheckpoints, SqliteStore,
     StoreError, StreamId,
 };
+use es_sqlite::rusqlite::{CachedStatement, Transaction};
 
 /// Money was paid in.
 #[event(version = 1)]

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::time::{Instant, SystemTime};
 
 use es::prelude::*;
-use es::rusqlite::{Connection, TransactionBehavior, params};
 use es::{RawEvent, SqliteStore};
+use es_sqlite::rusqlite::{Connection, TransactionBehavior, params};
 
 /// Money was paid in.
 #[event(version = 1)]

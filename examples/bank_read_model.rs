@@ -14,8 +14,8 @@ use std::time::Duration;
 use domain::{AccountClosed, AccountOpened, BankAccount, MoneyDeposited, MoneyWithdrawn};
 use es::prelude::*;
 use es::projection::{ProjectionRunner, RebuildLease, is_replay};
-use es::rusqlite::Transaction;
 use es::{EventStore, SqliteCheckpoints, SqliteStore};
+use es_sqlite::rusqlite::Transaction;
 use indicatif::{ProgressBar, ProgressStyle};
 
 const TABLES: &str = "

@@ -159,19 +159,10 @@ pub use es_derive::{Aggregate, Projection, apply, event};
 /// and the [`Consumer`](nats::Consumer) that feeds projections exactly once.
 #[cfg(feature = "nats")]
 pub use es_nats as nats;
-/// The tokio-postgres the PostgreSQL store uses: a `PostgresFlush` or `PostgresInline` writes
-/// through its `Transaction`, so a crate needs no tokio-postgres dependency of its own.
-#[cfg(feature = "postgres")]
-pub use es_postgres::tokio_postgres;
 #[cfg(feature = "postgres")]
 pub use es_postgres::{
     PostgresCheckpoints, PostgresFlush, PostgresInline, PostgresInlineStore, PostgresOptions, PostgresStore,
 };
-/// The rusqlite the SQLite store uses: `SqliteCheckpoints`' flush and `InlineProjection::apply`
-/// write through its `Transaction`, so a crate needs no rusqlite dependency of its own (nor one
-/// whose version must match).
-#[cfg(feature = "sqlite")]
-pub use es_sqlite::rusqlite;
 #[cfg(feature = "sqlite")]
 pub use es_sqlite::{InlineProjection, InlineStore, SqliteCheckpoints, SqliteStore};
 pub use uuid::Uuid;

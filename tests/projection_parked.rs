@@ -118,7 +118,7 @@ async fn parked_events_outlive_the_runner_and_a_retry_handles_them_once() {
 #[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sqlite_parked_events_survive_a_restart_and_are_retried_or_discarded() {
-    use es::rusqlite::Transaction;
+    use es_sqlite::rusqlite::Transaction;
     type Flush = fn(&Transaction<'_>, &mut Payments) -> Result<(), HandlerError>;
     fn flush(tx: &Transaction<'_>, payments: &mut Payments) -> Result<(), HandlerError> {
         tx.execute_batch("CREATE TABLE IF NOT EXISTS paid (amount INTEGER NOT NULL)")?;

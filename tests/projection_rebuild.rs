@@ -299,7 +299,7 @@ async fn a_crashed_rebuild_is_resumed_only_by_the_runner_holding_the_lease() {
 mod sqlite {
     use super::*;
     use es::SqliteCheckpoints;
-    use es::rusqlite::Transaction;
+    use es_sqlite::rusqlite::Transaction;
 
     /// Totals per account in the store's file, written with the checkpoint.
     #[derive(Projection, Default, Debug)]

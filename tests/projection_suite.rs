@@ -81,7 +81,10 @@ mod sqlite {
         }
     }
 
-    fn flush<const V: u32>(tx: &es::rusqlite::Transaction<'_>, ticks: &mut Ticks<V>) -> Result<(), HandlerError> {
+    fn flush<const V: u32>(
+        tx: &es_sqlite::rusqlite::Transaction<'_>,
+        ticks: &mut Ticks<V>,
+    ) -> Result<(), HandlerError> {
         let mut insert = tx.prepare_cached(
             "INSERT INTO suite_rows (version, partition, handled, stream, stream_version, position)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -119,7 +122,7 @@ mod sqlite {
                          WHERE version = ?1",
                     )?;
                     // Numbers as SQLite stores them; the suite's rows are never negative.
-                    let number = |row: &es::rusqlite::Row<'_>, index| row.get::<_, i64>(index).map(|n| n as u64);
+                    let number = |row: &es_sqlite::rusqlite::Row<'_>, index| row.get::<_, i64>(index).map(|n| n as u64);
                     let rows = select.query_map([version], |row| {
                         Ok(Row {
                             version: row.get(0)?,
@@ -148,8 +151,8 @@ mod sqlite {
 
 #[cfg(feature = "postgres")]
 mod postgres {
-    use es::tokio_postgres::Transaction;
-    use es::tokio_postgres::types::Type;
+    use es_postgres::tokio_postgres::Transaction;
+    use es_postgres::tokio_postgres::types::Type;
 
     use super::*;
     use crate::common;
@@ -252,7 +255,7 @@ mod postgres {
                 self.table
             );
             let rows = client.query_typed(&select, &[(&i64::from(version), Type::INT8)]).await.expect("read model");
-            let number = |row: &es::tokio_postgres::Row, index: usize| {
+            let number = |row: &es_postgres::tokio_postgres::Row, index: usize| {
                 u64::try_from(row.get::<_, i64>(index)).expect("a stored number is not negative")
             };
             rows.iter()

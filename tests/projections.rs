@@ -467,7 +467,7 @@ impl Handle<MoneyDeposited> for SqlBalances {
 }
 
 #[cfg(feature = "sqlite")]
-fn flush_balances(tx: &es::rusqlite::Transaction<'_>, projection: &mut SqlBalances) -> Result<(), HandlerError> {
+fn flush_balances(tx: &es_sqlite::rusqlite::Transaction<'_>, projection: &mut SqlBalances) -> Result<(), HandlerError> {
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS balances (account TEXT PRIMARY KEY, total INTEGER NOT NULL, deposits INTEGER NOT NULL)",
     )?;
@@ -569,7 +569,7 @@ impl es::InlineProjection for VaultTotals {
         "vault_totals"
     }
 
-    fn apply(&self, tx: &es::rusqlite::Transaction<'_>, events: &[es::StoredEvent]) -> Result<(), HandlerError> {
+    fn apply(&self, tx: &es_sqlite::rusqlite::Transaction<'_>, events: &[es::StoredEvent]) -> Result<(), HandlerError> {
         for record in events {
             let deposit = es::projection::decode_event::<MoneyDeposited>(record)?;
             tx.execute(
@@ -667,10 +667,10 @@ impl es::PostgresInline for PgVaultTotals {
 
     async fn apply(
         &self,
-        tx: &es::tokio_postgres::Transaction<'_>,
+        tx: &es_postgres::tokio_postgres::Transaction<'_>,
         events: &[es::StoredEvent],
     ) -> Result<(), HandlerError> {
-        use es::tokio_postgres::types::Type;
+        use es_postgres::tokio_postgres::types::Type;
         let upsert = format!(
             "INSERT INTO {} (vault, total, version) VALUES ($1, $2, $3)
              ON CONFLICT (vault) DO UPDATE SET total = {0}.total + excluded.total, version = excluded.version",
