@@ -244,7 +244,10 @@ impl<L: Leases> Lease<L> {
     /// `futures::select`), and stop the work when it returns.
     pub async fn keep(&mut self) -> LeaseLost {
         loop {
-            sleep(self.grant.ttl / 3).await;
+            // A third of the time to live after the last renewal was asked for, however long
+            // that renewal took to answer.
+            let next = self.renewed + self.grant.ttl / 3;
+            sleep(next.saturating_duration_since(Instant::now())).await;
             if let Err(lost) = self.renew().await {
                 tracing::warn!(lease = %self.grant.name, error = %lost, "lease lost");
                 return lost;
