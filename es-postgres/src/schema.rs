@@ -129,8 +129,11 @@ const MIGRATIONS: &[&str] = &[
         inserted bigint := 0;
     BEGIN
         IF jobs = 1 THEN
-            SELECT COALESCE(MAX(v.stream_version), 0) INTO o_actual FROM {schema}.events v
-            WHERE v.stream_type = $2[1] AND v.stream_id = $3[1];
+            -- ORDER BY ... LIMIT 1, not MAX(): on a table whose statistics are stale the
+            -- planner may aggregate over the whole stream instead of reading one index entry.
+            o_actual := COALESCE((SELECT v.stream_version FROM {schema}.events v
+                                  WHERE v.stream_type = $2[1] AND v.stream_id = $3[1]
+                                  ORDER BY v.stream_version DESC LIMIT 1), 0);
             o_kept := $4[1] < 0 OR o_actual = $4[1];
             o_inserted := 0;
             IF o_kept AND cardinality($6) > 0 THEN
@@ -152,8 +155,9 @@ const MIGRATIONS: &[&str] = &[
         SELECT array_agg(a.actual ORDER BY j.job), array_agg(j.expected < 0 OR a.actual = j.expected ORDER BY j.job)
         INTO actual, kept
         FROM UNNEST($2, $3, $4) WITH ORDINALITY AS j(stream_type, stream_id, expected, job),
-             LATERAL (SELECT COALESCE(MAX(v.stream_version), 0) AS actual FROM {schema}.events v
-                      WHERE v.stream_type = j.stream_type AND v.stream_id = j.stream_id) a;
+             LATERAL (SELECT COALESCE((SELECT v.stream_version FROM {schema}.events v
+                                       WHERE v.stream_type = j.stream_type AND v.stream_id = j.stream_id
+                                       ORDER BY v.stream_version DESC LIMIT 1), 0) AS actual) a;
         SELECT count(*) INTO wanted FROM UNNEST($5) AS r(job) WHERE kept[r.job];
         IF wanted > 0 THEN
             UPDATE {schema}.head SET last_position = last_position + wanted
@@ -221,7 +225,8 @@ impl Sql {
         let cols = EVENT_COLUMNS;
         Self {
             stream_version: format!(
-                "SELECT COALESCE(MAX(stream_version), 0) FROM {s}.events WHERE stream_type = $1 AND stream_id = $2"
+                "SELECT COALESCE((SELECT stream_version FROM {s}.events WHERE stream_type = $1 AND stream_id = $2 \
+                 ORDER BY stream_version DESC LIMIT 1), 0)"
             ),
             find_event: format!("SELECT {cols} FROM {s}.events WHERE event_id = $1"),
             find_events: format!("SELECT {cols} FROM {s}.events WHERE event_id = ANY($1)"),
