@@ -7,6 +7,9 @@
 //! on its own stream and its own connection. Throughput is in events.
 //!
 //! `DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p es-postgres --bench append`
+//!
+//! With `ES_BENCH_NO_NOTIFY=1` the store runs with `notify_commits(false)`, to see what the
+//! commit notification (LISTEN/NOTIFY for followers) costs the writers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -178,7 +181,10 @@ fn appends(c: &mut Criterion) {
     let runtime = Runtime::new().expect("runtime");
     let schema = format!("es_bench_{}", &Uuid::new_v4().simple().to_string()[..12]);
     let setup = runtime.block_on(async {
-        let options = PostgresOptions::new().schema(schema.clone()).max_connections(16);
+        let options = PostgresOptions::new()
+            .schema(schema.clone())
+            .max_connections(16)
+            .notify_commits(std::env::var_os("ES_BENCH_NO_NOTIFY").is_none());
         let store = PostgresStore::connect_with(&database_url(), options)
             .await
             .unwrap_or_else(|error| panic!("cannot connect to DATABASE_URL (is the server up?): {error}"));
