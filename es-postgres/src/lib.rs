@@ -72,29 +72,29 @@
 //! serialize with each other; appends that must not wait for each other at all belong in
 //! different schemas (different stores).
 //!
-//! Measured with `cargo bench -p es-postgres --bench append` (PostgreSQL 15 on a 2-core
-//! machine shared with other work that used the same server, so every commit waited for a
-//! slow, shared WAL flush; `fsync` and `synchronous_commit` on). Events per second from one
-//! run, each writer on its own stream and connection; "raw" is tokio-postgres writing the
-//! same rows (UUID v7 ids, the same three unique indexes) into a table with a `bigserial`
-//! position and no version check, either one `UNNEST` statement per commit or a prepared
-//! INSERT per row between `BEGIN` and `COMMIT`:
+//! Measured with `cargo bench -p es-postgres --bench append` (PostgreSQL 15 on a quiet 2-core
+//! machine, `fsync` and `synchronous_commit` on). Events per second from one run, each writer
+//! on its own stream and connection; "raw" is tokio-postgres writing the same rows (UUID v7
+//! ids, the same three unique indexes) into a table with a `bigserial` position and no version
+//! check, either one `UNNEST` statement per commit or a prepared INSERT per row between
+//! `BEGIN` and `COMMIT`:
 //!
 //! | writers | batches of 100: store | raw UNNEST | raw INSERT per row | single events: store | raw UNNEST | raw INSERT per row |
 //! | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-//! | 1 | 21,970 | 27,130 | 12,610 | 299 | 267 | 273 |
-//! | 4 | 45,650 | 58,280 | 15,990 | 973 | 862 | 1,097 |
-//! | 16 | 44,430 | 78,290 | 24,280 | 4,100 | 2,406 | 3,551 |
+//! | 1 | 61,700 | 63,000 | 6,400 | 1,170 | 1,660 | 1,920 |
+//! | 4 | 59,700 | 92,200 | 27,800 | 2,490 | 3,900 | 4,600 |
+//! | 16 | 59,800 | 84,800 | 30,600 | 8,280 | 4,380 | 4,840 |
 //!
-//! Runs vary by up to half (the server's flushes are shared with whatever else it runs), so
-//! compare within a run: over three runs, the median ratio of the store to raw INSERT per row
-//! for single events was 1.11 (1 writer), 0.92 (4) and 1.07 (16). Single events keep up with
-//! raw inserts at every concurrency: one round trip per append where raw needs three, and
-//! the group commit puts the appends of concurrent writers in one commit (16 writers averaged
-//! 15.8 appends per commit, 4 writers 3.3). Batches of 100 run at 57–95% of raw `UNNEST`
-//! (median 0.78) and well above raw INSERT per row, the price of the version read, the
-//! frontier and commits that cannot share a flush, for an order that raw inserts never give
-//! readers. Batch where you can.
+//! Batches run close to raw `UNNEST` for one writer and at about twice raw INSERT per row
+//! under concurrency: the price of the version read, the frontier and commits that cannot
+//! share a flush, for an order that raw inserts never give readers. Batch where you can.
+//! Single events from many writers overtake raw inserts (the group commit put 15.8 appends in
+//! one commit at 16 writers); one to four writers commit at 0.5–0.6x of raw INSERT per row.
+//! About a third of that gap is the commit notification for followers (`pg_notify`, which
+//! PostgreSQL serializes across notifying commits): with
+//! [`PostgresOptions::notify_commits`]`(false)` one run measured 0.71x (1 writer) and 0.81x
+//! (4 writers); `ES_BENCH_NO_NOTIFY=1` runs the bench that way. Runs on a busy server vary by
+//! up to half: compare within a run.
 //!
 //! **What a long transaction elsewhere does.** Nothing to readers: they never wait for
 //! transactions that are not appending, and see every committed append at once, however old
