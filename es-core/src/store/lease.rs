@@ -111,7 +111,7 @@ pub struct LeaseGrant {
 #[non_exhaustive]
 pub enum LeaseLost {
     /// Another holder has it: this one's lease expired and was taken over.
-    #[error("lease `{name}` was taken over by `{holder}`")]
+    #[error("lease `{name}` was taken over by `{holder}`: stop the work it guarded; acquire it again to resume")]
     TakenOver {
         /// The lease.
         name: String,
@@ -121,13 +121,17 @@ pub enum LeaseLost {
     /// It expired before it was renewed (a pause longer than its time to live, say); nobody
     /// took it in between, but the work it guarded went unguarded for a while, so it counts
     /// as lost and is given up.
-    #[error("lease `{name}` expired before it was renewed")]
+    #[error(
+        "lease `{name}` expired before it was renewed (the holder paused longer than its time to live): it was given up; acquire it again, with a longer time to live if pauses are expected"
+    )]
     Lapsed {
         /// The lease.
         name: String,
     },
     /// The store could not be reached to renew it before it expired.
-    #[error("lease `{name}` could not be renewed before it expired")]
+    #[error(
+        "lease `{name}` could not be renewed before it expired: the store did not answer; acquire it again once the store is back"
+    )]
     Unrenewable {
         /// The lease.
         name: String,
@@ -220,7 +224,9 @@ impl<L: Leases> Lease<L> {
                 }
                 Ok(LeaseAttempt::Granted(grant)) => {
                     // Held again, but under a new token: it lapsed in between. Give it up.
-                    let _ = self.leases.release_lease(&grant).await;
+                    if let Err(error) = self.leases.release_lease(&grant).await {
+                        tracing::warn!(lease = %grant.name, error = %error, "cannot give up a lapsed lease; it expires by itself");
+                    }
                     return Err(LeaseLost::Lapsed { name: grant.name });
                 }
                 Ok(LeaseAttempt::Held { holder, .. }) => {
